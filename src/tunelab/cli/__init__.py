@@ -1,0 +1,1 @@
+"""The `tunelab` command line. Imports stay lazy so `tunelab --help` is instant."""

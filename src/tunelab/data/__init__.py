@@ -1,0 +1,1 @@
+"""Data sets, conversation type, templates, encoding and packing."""
