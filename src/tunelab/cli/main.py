@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tunelab {name}: not available yet (the {command.issue} work is not done).", file=sys.stderr)
         return 2
     from tunelab.errors import UserError
+    from tunelab.utils.logging import setup_logging
 
+    setup_logging()
     try:
         module = importlib.import_module(command.module)
         return int(module.main(rest) or 0)

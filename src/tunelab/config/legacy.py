@@ -1,0 +1,36 @@
+"""Keys older anchor versions and older transformers accepted, mapped to today's key.
+
+Seeds still pass them (`--evaluation_strategy no`, `--sft_packing`), so they keep working; each
+renaming is reported once so nothing changes silently.
+"""
+
+from __future__ import annotations
+
+RENAMED_KEYS: dict[str, str] = {
+    "evaluation_strategy": "eval_strategy",
+    "sft_packing": "packing",
+    "warmup_ratio": "warmup_steps",  # transformers 5: a float below 1 in warmup_steps is a ratio
+    "per_gpu_train_batch_size": "per_device_train_batch_size",
+    "per_gpu_eval_batch_size": "per_device_eval_batch_size",
+    "no_cuda": "use_cpu",
+    "flash_attn_2": "flash_attn",
+}
+
+# Anchor features tunelab does not implement; setting one to a true / non-empty value is an error.
+UNSUPPORTED_KEY_PREFIXES: dict[str, str] = {
+    "galore": "GaLore optimizers are not supported; use LoRA or full fine-tuning",
+    "use_galore": "GaLore optimizers are not supported; use LoRA or full fine-tuning",
+    "apollo": "APOLLO optimizers are not supported; use LoRA or full fine-tuning",
+    "use_apollo": "APOLLO optimizers are not supported; use LoRA or full fine-tuning",
+    "badam": "BAdam is not supported; use LoRA or freeze tuning",
+    "use_badam": "BAdam is not supported; use LoRA or freeze tuning",
+    "use_swanlab": "SwanLab reporting is not built in; use report_to: tensorboard or wandb",
+    "swanlab": "SwanLab reporting is not built in; use report_to: tensorboard or wandb",
+}
+
+
+def unsupported_reason(key: str) -> str | None:
+    for prefix, reason in UNSUPPORTED_KEY_PREFIXES.items():
+        if key == prefix or key.startswith(prefix + "_"):
+            return reason
+    return None

@@ -1,0 +1,1 @@
+"""Small shared helpers (logging setup, environment report)."""
