@@ -1,0 +1,124 @@
+"""Problems found in data, and the small checks that find them.
+
+Every problem names the file, the row and the field, in the form `file:row: field: reason`, so a
+user can open the file and fix the row. `tunelab data check` and `tunelab train` print the same
+lines because both format the same `Problem` objects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tunelab.errors import UserError
+
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one example (or with a whole file, when `row` is the line it broke at)."""
+
+    file: str
+    row: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.row}: {self.field}: {self.reason}"
+
+
+def format_problems(problems: Sequence[Problem], limit: int = MAX_LISTED) -> str:
+    """The first `limit` problems, one a line, and the total, as training and `data check` print them."""
+    lines = [str(p) for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"... and {len(problems) - limit} more")
+    noun = "problem" if len(problems) == 1 else "problems"
+    lines.append(f"{len(problems)} {noun} found")
+    return "\n".join(lines)
+
+
+class InvalidDataError(UserError):
+    """Raised before training when examples are invalid and `skip_invalid` is off."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            "invalid examples in the data:\n"
+            + format_problems(self.problems)
+            + "\nFix these rows, or set `skip_invalid: true` to drop them."
+        )
+
+
+def type_name(value: Any) -> str:
+    """A user-facing name of a JSON value's type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+class RowChecker:
+    """Collects the problems of one row; the helpers return a clean value or None after recording why."""
+
+    def __init__(self, file: str, row: int) -> None:
+        self.file = file
+        self.row = row
+        self.problems: list[Problem] = []
+
+    def add(self, field: str, reason: str) -> None:
+        self.problems.append(Problem(self.file, self.row, field, reason))
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def text(self, value: Any, field: str, *, required: bool = True, allow_empty: bool = False) -> str | None:
+        """A string field: missing, wrong type and empty content are problems (empty only when required)."""
+        if value is None:
+            if required:
+                self.add(field, "missing required field")
+            return None
+        if not isinstance(value, str):
+            self.add(field, f"expected a string, got {type_name(value)}")
+            return None
+        if required and not allow_empty and not value.strip():
+            self.add(field, "empty content")
+            return None
+        return value
+
+    def media(self, value: Any, field: str, media_dir: str | None) -> tuple[str, ...]:
+        """Media paths (one string or a list): each must exist under `media_dir` or as given."""
+        if value is None or value == "" or value == []:
+            return ()
+        items = value if isinstance(value, (list, tuple)) else [value]
+        paths: list[str] = []
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and isinstance(item.get("path"), str):
+                item = item["path"]
+            if not isinstance(item, str):
+                self.add(f"{field}[{i}]", f"expected a file path, got {type_name(item)}")
+                continue
+            if "://" in item or item.startswith("data:"):
+                paths.append(item)
+                continue
+            candidate = os.path.join(media_dir, item) if media_dir else item
+            if os.path.isfile(candidate):
+                paths.append(candidate)
+            elif os.path.isfile(item):
+                paths.append(item)
+            else:
+                where = f" (looked in {media_dir})" if media_dir else ""
+                self.add(f"{field}[{i}]", f"file not found: {item}{where}")
+        return tuple(paths)
