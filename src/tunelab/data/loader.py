@@ -56,6 +56,11 @@ def check_stage(attr: DatasetAttr, stage: str) -> None:
         raise UserError(
             f"data set '{attr.name}' is preference data (`ranking: true`); stage {stage} cannot use it (use rm or dpo)"
         )
+    if attr.formatting == "alpaca" and stage in ("sft", "kto") and not attr.ranking and not attr.column("response"):
+        raise UserError(
+            f"data set '{attr.name}' has no response column (its `columns` in dataset_info.json name none), "
+            f"which stage {stage} needs; if it is plain text for pre-training, use stage pt"
+        )
 
 
 def convert_rows(rows: list[RawRow | Problem], ctx: ConvertContext) -> LoadedDataset:
