@@ -1,0 +1,76 @@
+"""Tokenizing rendered segments: token ids plus, for every token, which segment it came from.
+
+The whole rendered text is tokenized in one call (as `apply_chat_template(tokenize=True)` does), so
+token ids equal the official ones even where a token spans a template boundary (e.g. DeepSeek's
+"Assistant:" + " Hi"). Character offsets then map each token back to its segments: a token is
+trained when any of its characters belongs to a trained segment. Tokenizers without offsets (slow,
+Python ones) fall back to tokenizing segment by segment.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tunelab.data.templates.base import Segment
+
+
+@dataclass(frozen=True)
+class Token:
+    """One token id and what the rendering says about it."""
+
+    id: int
+    turn: int
+    response: bool  # overlaps the text of an assistant turn
+    trained: bool  # overlaps trained text
+    content: bool  # comes from the data, not from the template's markup
+    unit: int  # tokens sharing a unit are kept or dropped together by truncation
+
+
+def tokenize_segments(tokenizer: Any, segments: Sequence[Segment]) -> list[Token]:
+    """Tokens of the concatenated segments, each labelled from the segments it overlaps."""
+    if not segments:
+        return []
+    if getattr(tokenizer, "is_fast", False):
+        return _tokenize_with_offsets(tokenizer, segments)
+    return _tokenize_each(tokenizer, segments)
+
+
+def _tokenize_with_offsets(tokenizer: Any, segments: Sequence[Segment]) -> list[Token]:
+    starts: list[int] = []
+    position = 0
+    for segment in segments:
+        starts.append(position)
+        position += len(segment.text)
+    text = "".join(segment.text for segment in segments)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    tokens = []
+    for index, (token_id, (start, end)) in enumerate(zip(encoded["input_ids"], encoded["offset_mapping"])):
+        first = max(bisect.bisect_right(starts, start) - 1, 0)
+        last = max(bisect.bisect_right(starts, max(end - 1, start)) - 1, first)
+        covered = range(first, last + 1)
+        owner = next((i for i in covered if segments[i].response), first)
+        segment = segments[owner]
+        tokens.append(
+            Token(
+                id=int(token_id),
+                turn=segment.turn,
+                response=segment.response,
+                trained=any(segments[i].trained for i in covered),
+                content=segment.content,
+                unit=-1 - index if segment.content else owner,
+            )
+        )
+    return tokens
+
+
+def _tokenize_each(tokenizer: Any, segments: Sequence[Segment]) -> list[Token]:
+    tokens = []
+    for number, segment in enumerate(segments):
+        ids = tokenizer.encode(segment.text, add_special_tokens=False)
+        for token_id in ids:
+            unit = -1 - len(tokens) if segment.content else number
+            tokens.append(Token(int(token_id), segment.turn, segment.response, segment.trained, segment.content, unit))
+    return tokens

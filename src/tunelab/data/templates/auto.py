@@ -1,0 +1,130 @@
+"""`template: auto`: train with the tokenizer's own jinja chat template, no registry entry needed.
+
+The assistant spans are found by rendering: for assistant turn k, the conversation up to k with a
+generation prompt is the prompt P; the conversation up to and including k is P + R. R, as far as
+the full conversation repeats it after P, is that turn's trained text. A turn the full rendering
+rewrites (e.g. Qwen3 dropping the reasoning of earlier turns) is therefore context, not trained —
+the same rule the named reasoning templates follow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tunelab.data.conversation import Message, Role
+from tunelab.data.templates.base import Segment, SpecialTokens, Template
+from tunelab.data.templates.jinja import render_jinja, special_tokens_map, to_hf_messages
+from tunelab.data.templates.render import split_reasoning
+
+logger = logging.getLogger("tunelab.data.templates")
+
+
+@dataclass(frozen=True)
+class AutoTemplate(Template):
+    """A template backed by a jinja chat template (normally the tokenizer's own)."""
+
+    jinja: str = ""
+    special: tuple[tuple[str, str], ...] = ()
+
+    def render(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tokens: SpecialTokens | None = None,
+        add_generation_prompt: bool = False,
+        enable_thinking: bool = True,
+    ) -> list[Segment]:
+        system = system or self.default_system or None
+        offset = 1 if system else 0
+        hf = to_hf_messages(messages, system)
+        options = {"special_tokens": dict(self.special), "tools": tools, "enable_thinking": enable_thinking}
+        full = render_jinja(self.jinja, hf, add_generation_prompt=add_generation_prompt, **options)
+
+        spans: list[tuple[int, int, bool]] = []
+        for index, message in enumerate(messages):
+            if message.role not in (Role.ASSISTANT, Role.FUNCTION):
+                continue
+            prompt = render_jinja(self.jinja, hf[: offset + index], add_generation_prompt=True, **options)
+            whole = render_jinja(self.jinja, hf[: offset + index + 1], **options)
+            start = len(prompt)
+            if not (full.startswith(prompt) and whole.startswith(prompt)) or (spans and start < spans[-1][1]):
+                spans.append((spans[-1][1] if spans else 0, spans[-1][1] if spans else 0, False))
+                continue
+            response = whole[start:]
+            size = _common_prefix(response, full[start:])
+            while size > 0 and response[size - 1] == "\n" and response[:size].strip():
+                size -= 1  # the separator after the end-of-turn token is not part of the answer
+            answer = split_reasoning(message.content)[1].strip() if message.role == Role.ASSISTANT else ""
+            trained = bool(size) and answer in response[:size]
+            spans.append((start, start + size, trained))
+        contents = [m.content for m in messages if m.role in (Role.USER, Role.OBSERVATION)]
+        return _segments(full, spans, ([system] if system else []) + contents)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    size = min(len(a), len(b))
+    for i in range(size):
+        if a[i] != b[i]:
+            return i
+    return size
+
+
+def _segments(text: str, spans: list[tuple[int, int, bool]], contents: list[str]) -> list[Segment]:
+    """Cut `text` into prompt and response segments; prompt contents found in order are `content`."""
+    segments: list[Segment] = []
+    position = 0
+    pending = [c for c in contents if c]
+    for turn, (start, end, trained) in enumerate([*spans, (len(text), len(text), False)]):
+        position = _prompt_segments(text, position, start, turn, pending, segments)
+        if end > start:
+            segments.append(Segment(text[start:end], turn, response=True, content=True, trainable=trained))
+            position = end
+    return segments
+
+
+def _prompt_segments(text: str, start: int, end: int, turn: int, pending: list[str], out: list[Segment]) -> int:
+    position = start
+    while pending:
+        found = text.find(pending[0], position, end)
+        if found < 0:
+            break
+        if found > position:
+            out.append(Segment(text[position:found], turn))
+        out.append(Segment(pending[0], turn, content=True))
+        position = found + len(pending.pop(0))
+    if end > position:
+        out.append(Segment(text[position:end], turn))
+    return max(position, end)
+
+
+def auto_template(tokenizer: Any, named: Sequence[str] = ()) -> AutoTemplate:
+    """The auto template of `tokenizer`; a UserError lists the named templates when it has no jinja."""
+    from tunelab.errors import UserError
+
+    jinja = getattr(tokenizer, "chat_template", None)
+    if isinstance(jinja, dict):  # several named templates: transformers uses "default"
+        jinja = jinja.get("default")
+    if not jinja:
+        where = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+        raise UserError(
+            f"template: {os.path.basename(str(where)) or where} has no chat template of its own, so `template: auto` "
+            f"cannot be used; set `template:` to one of: {', '.join(named)}"
+        )
+    eos = getattr(tokenizer, "eos_token", None) or ""
+    template = AutoTemplate(
+        name="auto",
+        description="the tokenizer's own chat template",
+        user="",
+        end_of_turn=eos,
+        stop_words=(eos,) if eos else (),
+        jinja=jinja,
+        special=tuple(sorted(special_tokens_map(tokenizer).items())),
+    )
+    logger.info("template: using the tokenizer's own chat template (template: auto) of %s", getattr(tokenizer, "name_or_path", "?"))
+    return template
