@@ -1,0 +1,143 @@
+"""The tokenized-data cache: encode once, reuse while nothing that changes the tokens has changed.
+
+The key hashes the data files' contents, the registry entries, the tokenizer, the template (as the
+caller names it) and every data option that changes which examples are used or how they are encoded.
+Any change gives a new key, so a stale cache is never read; `overwrite_cache` rebuilds on purpose.
+Encoding is a callable passed in, so this module does not depend on the template engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tunelab.data.conversation import Example
+
+logger = logging.getLogger("tunelab.data")
+
+EncodeFn = Callable[[Example], "Mapping[str, Any] | None"]
+META = "tunelab_cache.json"
+
+
+def default_cache_dir() -> Path:
+    """`$TUNELAB_CACHE/tokenized`, by default `~/.cache/tunelab/tokenized`."""
+    return Path(os.environ.get("TUNELAB_CACHE", Path.home() / ".cache" / "tunelab")).expanduser() / "tokenized"
+
+
+def hash_files(paths: Iterable[Path]) -> str:
+    """Content hash of data files (names included, so a renamed file is a change too)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(path).encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """What makes a tokenizer produce different ids: its vocabulary and merges, added and special tokens,
+    chat template and class."""
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "to_str"):
+        digest.update(backend.to_str().encode())
+    else:
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    for attr in ("chat_template", "special_tokens_map", "added_tokens_decoder", "padding_side", "model_max_length"):
+        digest.update(repr(getattr(tokenizer, attr, None)).encode())
+    return digest.hexdigest()
+
+
+def cache_key(parts: Mapping[str, Any]) -> str:
+    """A stable hash of the key parts (any JSON-able values)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _encode_rows(shards: Sequence[Sequence[Example]], encode: EncodeFn) -> Iterator[dict[str, Any]]:
+    for shard in shards:
+        for example in shard:
+            row = encode(example)
+            if row is not None:
+                yield dict(row)
+
+
+def encode_examples(
+    examples: Sequence[Example], encode: EncodeFn, *, num_proc: int | None = None, batch_size: int = 1000,
+    work_dir: Path | None = None,
+) -> Any:  # fmt: skip
+    """Encode examples into an Arrow-backed `datasets.Dataset` (in `num_proc` processes when asked).
+    Examples for which `encode` returns None are dropped and counted."""
+    from datasets import Dataset
+
+    if not examples:
+        return Dataset.from_dict({})
+    shards = [list(examples[i : i + batch_size]) for i in range(0, len(examples), batch_size)]
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        dataset = Dataset.from_generator(
+            _encode_rows, gen_kwargs={"shards": shards, "encode": encode}, cache_dir=tmp,
+            num_proc=num_proc if num_proc and num_proc > 1 and len(shards) > 1 else None,
+            fingerprint=hashlib.sha256(os.urandom(16)).hexdigest(), keep_in_memory=True,
+        )  # fmt: skip
+    dropped = len(examples) - len(dataset)
+    if dropped:
+        logger.warning("encoding dropped %d of %d examples (the encoder returned nothing for them)", dropped, len(examples))
+    return dataset
+
+
+class TokenizedCache:
+    """A folder of tokenized splits per key: `root/<key>/<split>` saved with `save_to_disk`."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        folder = self.path(key)
+        meta = folder / META
+        if not meta.is_file():
+            return None
+        from datasets import load_from_disk
+
+        splits = json.loads(meta.read_text())["splits"]
+        return {name: load_from_disk(str(folder / name)) for name in splits}
+
+    def save(self, key: str, splits: Mapping[str, Any], description: Mapping[str, Any]) -> None:
+        """Write to a temporary folder and rename it, so a crash never leaves a half cache behind."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}-"))
+        for name, dataset in splits.items():
+            dataset.save_to_disk(str(staging / name))
+        (staging / META).write_text(json.dumps({"splits": list(splits), "key": dict(description)}, indent=2, default=str))
+        target = self.path(key)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+
+    def get_or_build(
+        self, key: str, build: Callable[[], Mapping[str, Any]], description: Mapping[str, Any], *,
+        overwrite: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Reuse the splits saved under `key`, or build, save and reload them (memory-mapped)."""
+        if not overwrite:
+            cached = self.load(key)
+            if cached is not None:
+                logger.info("reused tokenized cache %s (%s)", self.path(key), ", ".join(f"{n}: {len(d)} rows" for n, d in cached.items()))
+                return cached
+        elif self.path(key).exists():
+            logger.info("overwrite_cache: rebuilding tokenized cache %s", self.path(key))
+        splits = build()
+        self.save(key, splits, description)
+        logger.info("saved tokenized cache %s", self.path(key))
+        loaded = self.load(key)
+        assert loaded is not None
+        return loaded

@@ -1,0 +1,111 @@
+"""The tokenized-data cache: reuse when nothing changed, rebuild on any change, `overwrite_cache`, `tokenized_path`."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from _datafiles import register
+
+from tunelab.config.data_args import DataArguments
+from tunelab.data.dataset import build_dataset
+
+ROWS = [{"instruction": f"Question {i}", "input": "", "output": f"Answer {i}"} for i in range(12)]
+
+
+class CountingEncoder:
+    """A stand-in for the template engine: counts its calls."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.calls = 0
+
+    def __call__(self, example):
+        self.calls += 1
+        text = "".join(m.content for m in example.messages)
+        ids = self.tokenizer(text)["input_ids"]
+        return {"input_ids": ids, "labels": ids}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tokenizer_dir / "qwen2.5"))
+
+
+@pytest.fixture
+def setup(data_dir, tmp_path, tokenizer):
+    (data_dir / "d.json").write_text(json.dumps(ROWS))
+    register(data_dir, {"mine": {"file_name": "d.json"}})
+    cache = tmp_path / "cache"
+
+    def run(**overrides):
+        args = DataArguments(**{"dataset": "mine", "dataset_dir": str(data_dir), **overrides})
+        encoder = CountingEncoder(tokenizer)
+        splits = build_dataset(args, "sft", tokenizer, encoder, encode_id=overrides.pop("encode_id", "plain-v1"),
+                               cache_dir=cache)  # fmt: skip
+        return splits, encoder.calls
+
+    return run, data_dir
+
+
+def test_second_identical_run_reuses_the_cache(setup, caplog):
+    run, _ = setup
+    splits, calls = run()
+    assert calls == 12 and len(splits.train) == 12
+    assert splits.train[0]["input_ids"] == splits.train[0]["labels"]
+    with caplog.at_level(logging.INFO, logger="tunelab.data"):
+        again, calls = run()
+    assert calls == 0
+    assert "reused tokenized cache" in caplog.text
+    assert again.train["input_ids"] == splits.train["input_ids"]
+
+
+@pytest.mark.parametrize("change", ["file", "option", "encoder"])
+def test_any_change_invalidates(setup, change):
+    run, data_dir = setup
+    run()
+    if change == "file":
+        (data_dir / "d.json").write_text(json.dumps(ROWS[:-1]))
+        _, calls = run()
+        assert calls == 11
+    elif change == "option":
+        _, calls = run(cutoff_len=512)
+        assert calls == 12
+    else:
+        splits, calls = run(template="qwen")
+        assert calls == 12
+
+
+def test_unrelated_option_keeps_the_cache(setup):
+    run, _ = setup
+    run()
+    _, calls = run(preprocessing_num_workers=1, overwrite_cache=False)
+    assert calls == 0
+
+
+def test_overwrite_cache_rebuilds(setup, caplog):
+    run, _ = setup
+    run()
+    with caplog.at_level(logging.INFO, logger="tunelab.data"):
+        _, calls = run(overwrite_cache=True)
+    assert calls == 12
+    assert "overwrite_cache: rebuilding tokenized cache" in caplog.text
+
+
+def test_val_size_and_tokenized_path(setup, tmp_path):
+    run, _ = setup
+    path = tmp_path / "tok"
+    splits, _ = run(val_size=0.25, tokenized_path=str(path))
+    assert (len(splits.train), len(splits.eval)) == (9, 3)
+    again, calls = run(val_size=0.25, tokenized_path=str(path), dataset="does_not_matter")
+    assert calls == 0 and (len(again.train), len(again.eval)) == (9, 3)
+
+
+def test_streaming_encodes_lazily(setup):
+    run, _ = setup
+    splits, calls = run(streaming=True, buffer_size=4)
+    assert calls == 0
+    assert len(list(splits.train)) == 12
