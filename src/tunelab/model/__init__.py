@@ -1,0 +1,1 @@
+"""Model loading, tuning methods (full / freeze / LoRA family) and the tiny built-in models."""

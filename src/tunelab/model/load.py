@@ -1,0 +1,139 @@
+"""Loads the tokenizer and the causal LM a config names, with clear messages for what goes wrong.
+
+Hub ids still work for users online; offline, or for a path that does not exist, the error names
+the model and says which of the two it looked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from tunelab.config.model_args import ModelArguments
+from tunelab.errors import UserError
+
+logger = logging.getLogger("tunelab.model")
+
+
+def resolve_model_path(name_or_path: str | None) -> str:
+    """A local folder, a built-in tiny model (`tunelab/...`) built on first use, or a hub id."""
+    if not name_or_path:
+        raise UserError("model_name_or_path is not set; give a local model folder or a hub id.")
+    from tunelab.model.builtin import is_builtin, materialize_builtin
+
+    if is_builtin(name_or_path):
+        return str(materialize_builtin(name_or_path))
+    return name_or_path
+
+
+def _hub_kwargs(args: ModelArguments) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"trust_remote_code": args.trust_remote_code, "revision": args.model_revision}
+    if args.cache_dir:
+        kwargs["cache_dir"] = args.cache_dir
+    if args.hf_hub_token:
+        kwargs["token"] = args.hf_hub_token
+    return kwargs
+
+
+def _load_error(kind: str, path: str, error: Exception) -> UserError:
+    if Path(path).exists():
+        return UserError(f"could not load the {kind} from '{path}': {error}")
+    if path.startswith((".", "/", "~")) or path.count("/") > 1:
+        return UserError(f"model_name_or_path '{path}' is not an existing folder. Check the path.")
+    return UserError(
+        f"could not load the {kind} '{path}': it is not a local folder and the hub could not provide it "
+        f"(offline, or a wrong id). Download it first (e.g. `hf download {path} --local-dir models/x`) and "
+        f"set model_name_or_path to that folder. Cause: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    )
+
+
+def load_tokenizer(args: ModelArguments, model_path: str | None = None) -> Any:
+    """Load the tokenizer, add requested tokens, and make sure a pad token exists (logged)."""
+    from transformers import AutoTokenizer
+
+    path = model_path or resolve_model_path(args.model_name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=args.use_fast_tokenizer, **_hub_kwargs(args))
+    except (OSError, ValueError) as error:
+        raise _load_error("tokenizer", path, error) from None
+    special = args.special_tokens_to_add()
+    if special:
+        added = tokenizer.add_special_tokens({"additional_special_tokens": special}, replace_additional_special_tokens=False)
+        logger.info("added %d special token(s) to the tokenizer: %s", added, ", ".join(special))
+    if args.add_tokens:
+        tokens = [t.strip() for t in args.add_tokens.split(",") if t.strip()]
+        added = tokenizer.add_tokens(tokens)
+        logger.info("added %d token(s) to the tokenizer: %s", added, ", ".join(tokens))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        logger.info("the tokenizer has no pad token: using its eos token %r for padding", tokenizer.eos_token)
+    return tokenizer
+
+
+def torch_dtype_for(training_values: dict[str, Any], infer_dtype: str = "auto") -> Any:
+    """Weight dtype: bf16 / fp16 when the run asks for it, float32 otherwise (CPU-safe)."""
+    import torch
+
+    if training_values.get("bf16"):
+        return torch.bfloat16
+    if training_values.get("fp16"):
+        return torch.float16
+    if infer_dtype != "auto":
+        return getattr(torch, infer_dtype)
+    return torch.float32
+
+
+def load_model(
+    args: ModelArguments,
+    tokenizer: Any,
+    *,
+    dtype: Any,
+    model_path: str | None = None,
+    for_training: bool = True,
+    quantization_config: Any = None,
+) -> Any:
+    """Load the causal LM with the chosen attention and dtype; resize embeddings when tokens were added."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tunelab.model.attention import attention_implementation
+
+    path = model_path or resolve_model_path(args.model_name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(path, **_hub_kwargs(args))
+    except (OSError, ValueError) as error:
+        raise _load_error("model", path, error) from None
+    if args.rope_scaling:
+        config.rope_scaling = {"type": args.rope_scaling, "rope_type": args.rope_scaling, "factor": 2.0}
+        logger.info("rope_scaling = %s with factor 2.0", args.rope_scaling)
+    kwargs: dict[str, Any] = {
+        "config": config,
+        "dtype": dtype,
+        "attn_implementation": attention_implementation(args.flash_attn, torch.cuda.is_available()),
+        "low_cpu_mem_usage": args.low_cpu_mem_usage,
+        **_hub_kwargs(args),
+    }
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    try:
+        if args.train_from_scratch:
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=args.trust_remote_code)
+            logger.info("train_from_scratch: the weights are randomly initialised")
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as error:
+        raise _load_error("model", path, error) from None
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > vocab:
+        if not (args.resize_vocab or args.special_tokens_to_add() or args.add_tokens):
+            raise UserError(
+                f"the tokenizer has {len(tokenizer)} tokens but the model's embedding has {vocab} rows; "
+                "set resize_vocab: true to grow the embeddings."
+            )
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+        logger.info("resized the embeddings from %d to %d rows", vocab, model.get_input_embeddings().weight.shape[0])
+    if for_training:
+        model.config.use_cache = False
+    return model

@@ -1,0 +1,1 @@
+"""Stage trainers (subclasses of transformers.Trainer), their callbacks and the training recipe."""

@@ -1,0 +1,73 @@
+"""The transformers.Trainer subclass every tunelab stage builds on.
+
+It adds what the stages share: an exact count of non-padding tokens seen (packed rows make the
+stock counter wrong), LoRA+ learning rates, and the tokenizer saved with its chat template.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from transformers import Seq2SeqTrainer
+
+logger = logging.getLogger("tunelab.train")
+
+TOKEN_COUNT_KEY = "num_tokens"
+
+
+class TunelabTrainer(Seq2SeqTrainer):
+    """Seq2SeqTrainer plus token accounting and LoRA+; stages subclass it for their loss."""
+
+    def __init__(self, *args: Any, loraplus_lr_ratio: float | None = None, loraplus_lr_embedding: float = 1e-6,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loraplus_lr_ratio = loraplus_lr_ratio
+        self.loraplus_lr_embedding = loraplus_lr_embedding
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        tokens = inputs.pop(TOKEN_COUNT_KEY, None)
+        if tokens is not None:
+            count = tokens.sum() if hasattr(tokens, "sum") else tokens
+            if self.accelerator.num_processes > 1:
+                count = self.accelerator.gather(count.reshape(1)).sum()
+            self.state.num_input_tokens_seen += int(count)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
+                        ignore_keys: list[str] | None = None, **kwargs: Any) -> Any:
+        inputs.pop(TOKEN_COUNT_KEY, None)
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **kwargs)
+
+    def create_optimizer(self, model: Any = None) -> Any:
+        if self.optimizer is None and self.loraplus_lr_ratio is not None:
+            self.optimizer = self._loraplus_optimizer()
+            return self.optimizer
+        return super().create_optimizer(model) if model is not None else super().create_optimizer()
+
+    def _loraplus_optimizer(self) -> Any:
+        """LoRA+ (Hayou et al. 2024): B matrices learn `loraplus_lr_ratio` times faster than A."""
+        from transformers import Trainer
+
+        lr = self.args.learning_rate
+        decay = self.args.weight_decay
+        groups: dict[str, list[Any]] = {"a": [], "b": [], "embedding": [], "other": []}
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            if "lora_embedding" in name:
+                groups["embedding"].append(param)
+            elif "lora_B" in name or param.ndim == 1:
+                groups["b" if "lora_B" in name else "other"].append(param)
+            else:
+                groups["a"].append(param)
+        param_groups = [
+            {"params": groups["a"], "lr": lr, "weight_decay": decay},
+            {"params": groups["b"], "lr": lr * self.loraplus_lr_ratio, "weight_decay": decay},
+            {"params": groups["embedding"], "lr": self.loraplus_lr_embedding, "weight_decay": decay},
+            {"params": groups["other"], "lr": lr, "weight_decay": 0.0},
+        ]
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)
+        optimizer_kwargs.pop("lr", None)
+        logger.info("LoRA+: lora_B learning rate = %g (ratio %g)", lr * self.loraplus_lr_ratio, self.loraplus_lr_ratio)
+        return optimizer_cls([g for g in param_groups if g["params"]], **optimizer_kwargs)

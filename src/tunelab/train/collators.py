@@ -1,0 +1,83 @@
+"""Batches for the trainer: padded rows, or packed rows with per-example positions and masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+IGNORE_INDEX = -100
+TOKEN_COUNT_KEY = "num_tokens"  # popped by TunelabTrainer before the forward pass
+
+
+@dataclass
+class PaddingCollator:
+    """Right-pads input_ids with the pad token and labels with -100."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def _target_length(self, longest: int) -> int:
+        if self.pad_to_multiple_of:
+            return -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        return longest
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        length = self._target_length(max(len(f["input_ids"]) for f in features))
+        input_ids = torch.full((len(features), length), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(features), length), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(features), length), dtype=torch.long)
+        for row, feature in enumerate(features):
+            n = len(feature["input_ids"])
+            input_ids[row, :n] = torch.tensor(feature["input_ids"], dtype=torch.long)
+            labels[row, :n] = torch.tensor(feature.get("labels", feature["input_ids"]), dtype=torch.long)
+            attention_mask[row, :n] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+                TOKEN_COUNT_KEY: attention_mask.sum()}
+
+
+@dataclass
+class PackedCollator:
+    """Packed rows (`segment_lengths`): position ids restart at every example; attention stays inside it.
+
+    With flash-attention the position ids alone mark the boundaries (varlen kernels); for sdpa and
+    eager a block-diagonal causal mask of the model's dtype is passed instead.
+    """
+
+    pad_token_id: int
+    varlen_attention: bool = False
+    mask_dtype: Any = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        length = max(len(f["input_ids"]) for f in features)
+        batch = len(features)
+        input_ids = torch.full((batch, length), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((batch, length), IGNORE_INDEX, dtype=torch.long)
+        position_ids = torch.zeros((batch, length), dtype=torch.long)
+        segment = torch.full((batch, length), -1, dtype=torch.long)
+        for row, feature in enumerate(features):
+            n = len(feature["input_ids"])
+            input_ids[row, :n] = torch.tensor(feature["input_ids"], dtype=torch.long)
+            labels[row, :n] = torch.tensor(feature["labels"], dtype=torch.long)
+            start = 0
+            for index, seg_len in enumerate(feature["segment_lengths"]):
+                position_ids[row, start : start + seg_len] = torch.arange(seg_len)
+                segment[row, start : start + seg_len] = index
+                start += seg_len
+        out = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
+               TOKEN_COUNT_KEY: (segment >= 0).sum()}
+        if self.varlen_attention and batch == 1:
+            return out
+        dtype = self.mask_dtype or torch.float32
+        same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
+        causal = torch.tril(torch.ones(length, length, dtype=torch.bool))
+        allowed = same & causal
+        # padding rows attend to themselves only, so softmax never sees an all-masked row
+        allowed |= torch.eye(length, dtype=torch.bool)[None]
+        mask = torch.zeros((batch, 1, length, length), dtype=dtype)
+        mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+        out["attention_mask"] = mask
+        return out

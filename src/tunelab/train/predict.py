@@ -1,0 +1,67 @@
+"""`do_predict` + `predict_with_generate`: generate answers for the eval prompts, score them, save both."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from tunelab.train.outputs import write_json
+from tunelab.train.text_metrics import generation_metrics
+
+logger = logging.getLogger("tunelab.train")
+
+
+def generation_kwargs(config: Any, tokenizer: Any, stop_ids: list[int]) -> dict[str, Any]:
+    """Only the generating keys the user set override the model's own generation_config."""
+    gen = config.generating
+    kwargs: dict[str, Any] = {"eos_token_id": stop_ids, "pad_token_id": tokenizer.pad_token_id}
+    set_keys = [k for k in ("do_sample", "temperature", "top_p", "top_k", "num_beams", "max_new_tokens",
+                            "repetition_penalty", "length_penalty") if k in config.explicit]
+    kwargs.update({k: getattr(gen, k) for k in set_keys})
+    kwargs.setdefault("max_new_tokens", gen.max_new_tokens)
+    if config.data.eval_num_beams:
+        kwargs["num_beams"] = config.data.eval_num_beams
+    return kwargs
+
+
+def predict(model: Any, tokenizer: Any, template: Any, examples: list[Any], config: Any, output_dir: str) -> dict[str, float]:
+    """Greedy (or configured) generation over `examples`; writes generated_predictions.jsonl and predict_results.json."""
+    import torch
+
+    from tunelab.data.encode import EncodeOptions, encode_unsupervised, stop_token_ids
+
+    options = EncodeOptions.from_data_args(config.data)
+    encoded = [encode_unsupervised(tokenizer, template, ex, options=options) for ex in examples]
+    kwargs = generation_kwargs(config, tokenizer, stop_token_ids(tokenizer, template))
+    batch_size = int(config.training_values.get("per_device_eval_batch_size", 8))
+    device = next(model.parameters()).device
+    model.eval()
+    records = []
+    for start in range(0, len(encoded), batch_size):
+        batch = encoded[start : start + batch_size]
+        width = max(len(e["input_ids"]) for e in batch)
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, e in enumerate(batch):  # left padding so every prompt ends where generation starts
+            ids[row, width - len(e["input_ids"]) :] = torch.tensor(e["input_ids"])
+            mask[row, width - len(e["input_ids"]) :] = 1
+        with torch.no_grad():
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+        for row, e in enumerate(batch):
+            generated = out[row, width:].tolist()
+            records.append({
+                "prompt": tokenizer.decode(e["input_ids"], skip_special_tokens=False),
+                "predict": tokenizer.decode(generated, skip_special_tokens=True).strip(),
+                "label": tokenizer.decode(e["labels"], skip_special_tokens=True).strip(),
+            })
+    path = Path(output_dir) / "generated_predictions.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    metrics = generation_metrics([r["predict"] for r in records], [r["label"] for r in records])
+    metrics = {f"predict_{k}": v for k, v in metrics.items()} | {"predict_samples": len(records)}
+    write_json(Path(output_dir) / "predict_results.json", metrics)
+    logger.info("predictions saved to %s; %s", path, ", ".join(f"{k}={v}" for k, v in metrics.items()))
+    return metrics

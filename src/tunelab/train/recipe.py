@@ -1,0 +1,158 @@
+"""The training recipe for every stage, top to bottom: setup → train → save → evaluate → predict.
+
+Read this file to know what `tunelab train cfg.yaml` does; each step is one call into a module
+that does one thing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunelab.config.resolved import Config
+from tunelab.config.validate import validate_for_training
+from tunelab.errors import UserError
+
+logger = logging.getLogger("tunelab.train")
+
+
+@dataclass
+class TrainingRun:
+    """What a finished run produced (for tests and for callers such as the web UI)."""
+
+    output_dir: Path
+    metrics: dict[str, Any]
+    model: Any
+    tokenizer: Any
+    template: Any
+
+
+def _training_values(config: Config) -> dict[str, Any]:
+    """The TrainingArguments tunelab passes, with the few values it must set itself (each logged)."""
+    import torch
+
+    values = dict(config.training_values)
+    if values.get("fp16") and not torch.cuda.is_available():
+        raise UserError("fp16 mixed precision needs a CUDA GPU and none was found; on CPU set fp16: false "
+                        "(or bf16: true where the CPU supports it).")
+    values["remove_unused_columns"] = False  # packed rows carry segment lengths the model must not see
+    values["include_num_input_tokens_seen"] = "no"  # counted exactly by TunelabTrainer instead
+    values.setdefault("label_names", ["labels"])
+    if config.model.disable_gradient_checkpointing:
+        values["gradient_checkpointing"] = False
+    if values.get("gradient_checkpointing"):
+        values.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": config.model.use_reentrant_gc})
+    logging_dir = values.pop("logging_dir", None)
+    if logging_dir:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = logging_dir  # transformers 5 reads the TensorBoard folder from here
+        logger.info("TensorBoard events go to %s (logging_dir)", logging_dir)
+    return values
+
+
+def _collator(prepared: Any, tokenizer: Any, model: Any) -> Any:
+    from tunelab.train.collators import PackedCollator, PaddingCollator
+
+    if prepared.packed:
+        varlen = getattr(model.config, "_attn_implementation", "") in ("flash_attention_2", "flash_attention_3")
+        return PackedCollator(pad_token_id=tokenizer.pad_token_id, varlen_attention=varlen, mask_dtype=model.dtype)
+    return PaddingCollator(pad_token_id=tokenizer.pad_token_id)
+
+
+def run_training(config: Config) -> TrainingRun:
+    import transformers
+
+    from tunelab.data.templates import get_template
+    from tunelab.model.load import load_model, load_tokenizer, resolve_model_path, torch_dtype_for
+    from tunelab.model.quantization import quantization_config
+    from tunelab.model.tuning import apply_tuning
+    from tunelab.train.checkpoints import resolve_resume
+    from tunelab.train.data_prep import prepare_data
+    from tunelab.train.log_callback import TrainerLogCallback
+    from tunelab.train.outputs import save_tokenizer, write_resolved_config
+    from tunelab.train.stages import get_stage, trainer_class
+
+    # 1. setup: everything that can fail on the user's input fails here, before weights load
+    validate_for_training(config)
+    stage = get_stage(config.finetuning.stage)
+    values = _training_values(config)
+    output_dir = values["output_dir"]
+    checkpoint = resolve_resume(output_dir, values.pop("resume_from_checkpoint", None),
+                                bool(values.get("overwrite_output_dir")))
+    from tunelab.config.training_build import build_training_arguments
+
+    args = build_training_arguments(values)
+    transformers.set_seed(args.seed)
+    model_path = resolve_model_path(config.model.model_name_or_path)
+    tokenizer = load_tokenizer(config.model, model_path)
+    template = get_template(config.data.template, tokenizer, tool_format=config.data.tool_format,
+                            default_system=config.data.default_system)
+    prepared = prepare_data(config, tokenizer, template)
+    write_resolved_config(config, output_dir)
+
+    # 2. model: weights, then the tuning method that decides what trains
+    dtype = torch_dtype_for(values, config.model.infer_dtype)
+    model = load_model(config.model, tokenizer, dtype=dtype, model_path=model_path,
+                       quantization_config=quantization_config(config.model, dtype))
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
+        model.enable_input_require_grads()
+        logger.info("gradient checkpointing on: activations are recomputed to save memory")
+    model = apply_tuning(model, config.finetuning, config.model, is_trainable=bool(args.do_train))
+    pissa_init_dir = None
+    if config.finetuning.pissa_init and config.finetuning.pissa_convert and args.do_train:
+        pissa_init_dir = Path(output_dir) / "pissa_init"
+        model.save_pretrained(pissa_init_dir)
+
+    # 3. train
+    trainer = trainer_class(stage)(
+        model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
+        data_collator=_collator(prepared, tokenizer, model), processing_class=tokenizer,
+        callbacks=[TrainerLogCallback(output_dir)],
+        loraplus_lr_ratio=config.finetuning.loraplus_lr_ratio,
+        loraplus_lr_embedding=config.finetuning.loraplus_lr_embedding,
+    )  # fmt: skip
+    metrics: dict[str, Any] = {}
+    if args.do_train:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        if pissa_init_dir is not None:
+            model.save_pretrained(output_dir, path_initial_model_for_weight_conversion=str(pissa_init_dir))
+            logger.info("pissa_convert: saved the adapter as a plain LoRA adapter")
+        else:
+            trainer.save_model(output_dir)
+        save_tokenizer(tokenizer, template, output_dir)
+        train_metrics = dict(result.metrics)
+        train_metrics["num_input_tokens_seen"] = trainer.state.num_input_tokens_seen
+        trainer.log_metrics("train", train_metrics)
+        trainer.save_metrics("train", train_metrics)
+        trainer.save_state()
+        metrics.update(train_metrics)
+
+    # 4. evaluate and predict
+    if prepared.eval is not None and (args.do_eval or args.do_train):
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    if args.do_predict:
+        metrics.update(_predict(config, trainer.model, tokenizer, template, output_dir))
+    if config.finetuning.plot_loss and args.do_train:
+        from tunelab.train.plot import plot_losses
+
+        plot_losses(output_dir)
+    return TrainingRun(Path(output_dir), metrics, trainer.model, tokenizer, template)
+
+
+def _predict(config: Config, model: Any, tokenizer: Any, template: Any, output_dir: str) -> dict[str, Any]:
+    from tunelab.data.loader import load_splits
+    from tunelab.train.predict import predict
+
+    if not config.training_values.get("predict_with_generate"):
+        raise UserError("do_predict needs predict_with_generate: true (tunelab predicts by generating answers).")
+    splits = load_splits(config.data, "sft", seed=int(config.training_values.get("seed", 42)))
+    examples = splits.eval if splits.eval else splits.train
+    if isinstance(examples, dict):
+        examples = [e for part in examples.values() for e in part]
+    return predict(model, tokenizer, template, list(examples), config, output_dir)
