@@ -142,3 +142,11 @@ def test_media_paths_resolve_against_media_dir(tmp_path):
 def test_prompt_stages_accept_rows_without_a_response(stage):
     example, problems = convert({}, {"instruction": "Write a poem.", "input": ""}, stage)
     assert problems == [] and example.messages == (Message(U, "Write a poem."),)
+
+
+def test_sharegpt_system_turn_only_first():
+    entry = {"formatting": "sharegpt"}
+    row = {"conversations": [{"from": "human", "value": "Q"}, {"from": "system", "value": "S"}]}
+    example, problems = convert(entry, row)
+    assert example is None
+    assert problems == ["t.json:1: conversations[1].from: a system turn ('system') is only allowed as the first message"]

@@ -60,6 +60,9 @@ def read_message(
     if tag is None:
         ck.add(f"{field}.{role_tag}", "missing required field")
         return None
+    if tag == ctx.attr.tags["system_tag"]:
+        ck.add(f"{field}.{role_tag}", f"a system turn ({tag!r}) is only allowed as the first message")
+        return None
     if tag not in roles:
         known = ", ".join(repr(t) for t in [*roles, ctx.attr.tags["system_tag"]])
         ck.add(f"{field}.{role_tag}", f"unknown role {tag!r} (expected one of {known})")
