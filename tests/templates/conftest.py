@@ -14,7 +14,7 @@ LOCAL_TEMPLATES = Path(__file__).resolve().parents[1] / "fixtures" / "chat_templ
 SHARED_TEMPLATES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "chat_templates"
 TOKENIZERS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "tokenizers"
 
-U, A, F, O = Role.USER, Role.ASSISTANT, Role.FUNCTION, Role.OBSERVATION
+U, A, F, OBS = Role.USER, Role.ASSISTANT, Role.FUNCTION, Role.OBSERVATION
 
 
 def conv(*pairs: tuple[Role, str]) -> tuple[Message, ...]:

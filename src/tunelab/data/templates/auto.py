@@ -19,6 +19,7 @@ from tunelab.data.conversation import Message, Role
 from tunelab.data.templates.base import Segment, SpecialTokens, Template
 from tunelab.data.templates.jinja import render_jinja, special_tokens_map, to_hf_messages
 from tunelab.data.templates.render import split_reasoning
+from tunelab.data.templates.tools import parse_calls
 
 logger = logging.getLogger("tunelab.data.templates")
 
@@ -41,6 +42,11 @@ class AutoTemplate(Template):
         enable_thinking: bool = True,
     ) -> list[Segment]:
         system = system or self.default_system or None
+        if not enable_thinking and "</think>" in self.jinja:  # a reasoning template: answers lose their reasoning
+            messages = [
+                Message(m.role, split_reasoning(m.content)[1].lstrip("\n")) if m.role == Role.ASSISTANT else m
+                for m in messages
+            ]
         offset = 1 if system else 0
         hf = to_hf_messages(messages, system)
         options = {"special_tokens": dict(self.special), "tools": tools, "enable_thinking": enable_thinking}
@@ -60,8 +66,11 @@ class AutoTemplate(Template):
             size = _common_prefix(response, full[start:])
             while size > 0 and response[size - 1] == "\n" and response[:size].strip():
                 size -= 1  # the separator after the end-of-turn token is not part of the answer
-            answer = split_reasoning(message.content)[1].strip() if message.role == Role.ASSISTANT else ""
-            trained = bool(size) and answer in response[:size]
+            if message.role == Role.ASSISTANT:
+                needles = [split_reasoning(message.content)[1].strip()]
+            else:
+                needles = [call.name for call in parse_calls(message.content)]
+            trained = bool(size) and all(needle in response[:size] for needle in needles)
             spans.append((start, start + size, trained))
         contents = [m.content for m in messages if m.role in (Role.USER, Role.OBSERVATION)]
         return _segments(full, spans, ([system] if system else []) + contents)
