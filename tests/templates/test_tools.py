@@ -9,7 +9,7 @@ from test_golden_labels import TOOL_CONVERSATION, TOOLS
 
 from conftest import OBS, A, F, U, conv, load_fixture, load_tokenizer
 from tunelab.data.encode import encode_prompt, encode_supervised
-from tunelab.data.templates import get_template
+from tunelab.data.templates import SpecialTokens, get_template
 from tunelab.data.templates.jinja import to_hf_messages
 from tunelab.data.templates.tools import get_tool_format, normalize_tools, parse_calls
 from tunelab.errors import UserError
@@ -44,7 +44,7 @@ def test_parallel_calls_match_the_official_template(qwen25_tokenizer) -> None:
 
 def render(name: str, tool_format: str | None = None) -> str:
     template = get_template(name, tool_format=tool_format)
-    return template.render_text(TOOL_CONVERSATION, tools=normalize_tools(TOOLS))
+    return template.render_text(TOOL_CONVERSATION, tools=normalize_tools(TOOLS), tokens=SpecialTokens("<s>", "</s>"))
 
 
 def test_llama3_tool_format() -> None:
