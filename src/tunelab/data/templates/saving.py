@@ -1,0 +1,85 @@
+"""Saved tokenizers keep their chat template (DESIGN decision 7).
+
+`chat_template_for_saving` returns the tokenizer's own jinja untouched when it has one; otherwise
+it writes a jinja for the named template whose rendering equals tunelab's rendering of plain
+conversations (system / user / assistant / tool-result turns; tested for every named template),
+so a model trained by tunelab chats correctly in any tool that reads `tokenizer_config.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from tunelab.data.templates.base import CONTENT, Template
+
+
+def _literal(text: str) -> str:
+    """`text` as a jinja expression, with `{{bos_token}}` / `{{eos_token}}` as variables."""
+    parts = [p for p in re.split(r"(\{\{bos_token\}\}|\{\{eos_token\}\})", text) if p]
+    if not parts:
+        return "''"
+    return " + ".join(p[2:-2] if p in ("{{bos_token}}", "{{eos_token}}") else json.dumps(p, ensure_ascii=False) for p in parts)
+
+
+def _wrap(fmt: str, inner: str) -> str:
+    before, _, after = fmt.partition(CONTENT)
+    return " + ".join(x for x in (_literal(before) if before else "", inner, _literal(after) if after else "") if x)
+
+
+def jinja_for(template: Template) -> str:
+    """A jinja chat template that renders plain conversations exactly like `template`."""
+    trim = " | trim" if template.strip_content else ""
+    system_trim = " | trim" if template.strip_system else ""
+    system = _literal(template.default_system) if template.default_system else "''"
+    observation = template.observation or template.user
+    lines = [
+        "{%- set ns = namespace(system=" + system + ") -%}",
+        "{%- if messages and messages[0]['role'] == 'system' -%}",
+        "{%- set ns.system = messages[0]['content'] -%}{%- set loop_messages = messages[1:] -%}",
+        "{%- else -%}{%- set loop_messages = messages -%}{%- endif -%}",
+        "{{- " + _literal(template.prefix) + " -}}" if template.prefix else "",
+    ]
+    if not template.system_in_user:
+        lines.append("{%- if ns.system -%}{{- " + _wrap(template.system, f"(ns.system{system_trim})") + " -}}{%- endif -%}")
+    lines += [
+        "{%- for message in loop_messages -%}",
+        "{%- set content = message['content']" + trim + " -%}",
+        "{%- if message['role'] == 'user' -%}",
+    ]
+    if template.system_in_user:
+        lines.append(
+            "{%- if loop.first and ns.system -%}{%- set content = "
+            + _wrap(template.system, f"(ns.system{system_trim})")
+            + " + content -%}{%- endif -%}"
+        )
+    lines += [
+        "{{- " + _wrap(template.user, "content") + " -}}",
+        "{%- elif message['role'] == 'tool' -%}",
+        "{{- " + _wrap(observation, "content") + " -}}",
+        "{%- elif message['role'] == 'assistant' -%}",
+        "{{- " + " + ".join(x for x in (_literal(template.generation) if template.generation else "", _wrap(template.assistant, "content"), _literal(template.separator) if template.separator else "") if x) + " -}}",
+        "{%- endif -%}",
+        "{%- endfor -%}",
+        "{%- if add_generation_prompt -%}{{- " + _literal(template.generation + template.generation_suffix) + " -}}",
+    ]
+    if template.suffix:
+        lines.append("{%- elif loop_messages and loop_messages[-1]['role'] == 'assistant' -%}{{- " + _literal(template.suffix) + " -}}")
+    lines.append("{%- endif -%}")
+    return "".join(line for line in lines if line)
+
+
+def chat_template_for_saving(tokenizer: Any, template: Template) -> str:
+    """The chat template to write with a trained model: the tokenizer's own, else the named template's."""
+    own = getattr(tokenizer, "chat_template", None)
+    if own:
+        return own if isinstance(own, str) else own.get("default", next(iter(own.values())))
+    return jinja_for(template)
+
+
+def prepare_tokenizer_for_saving(tokenizer: Any, template: Template) -> Any:
+    """Set `tokenizer.chat_template` (only when it has none) before `save_pretrained`."""
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = jinja_for(template)
+    return tokenizer
