@@ -14,7 +14,7 @@ from typing import Any
 
 from tunelab.data.conversation import Example, Message, Role
 from tunelab.data.encode_tokens import Token, tokenize_segments
-from tunelab.data.encode_truncate import split_turns, truncate
+from tunelab.data.encode_truncate import last_response_len, truncate
 from tunelab.data.templates.base import Segment, SpecialTokens, Template
 from tunelab.data.templates.tools import normalize_tools
 from tunelab.errors import UserError
@@ -117,7 +117,7 @@ def encode_pairwise(
             enable_thinking=options.enable_thinking,
         )
         pairs[key] = tokenize_segments(tokenizer, segments)
-    longest = max(len(split_turns(tokens)[-1][1]) for tokens in pairs.values())
+    longest = max(last_response_len(tokens) for tokens in pairs.values())
     for key, tokens in pairs.items():
         kept = truncate(tokens, options.cutoff_len, last_first=True, response_len=longest)
         labels = _labels(kept, train_on_prompt=options.train_on_prompt, last_turn_only=True)

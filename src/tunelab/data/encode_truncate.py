@@ -33,7 +33,7 @@ def infer_seqlen(source_len: int, target_len: int, budget: int) -> tuple[int, in
 
 
 def split_turns(tokens: Sequence[Token]) -> list[tuple[list[Token], list[Token]]]:
-    """(prompt, response) token lists per turn, in order."""
+    """(prompt, response) token lists per turn, in order (text after the last answer is a turn too)."""
     turns: dict[int, tuple[list[Token], list[Token]]] = {}
     for token in tokens:
         prompt, response = turns.setdefault(token.turn, ([], []))
@@ -52,6 +52,7 @@ def truncate(
     if len(tokens) <= cutoff_len and response_len is None:
         return list(tokens)
     turns = split_turns(tokens)
+    last_answer = max((i for i, (_, response) in enumerate(turns) if response), default=-1)
     order = list(range(len(turns)))[::-1] if last_first else list(range(len(turns)))
     kept: dict[int, list[Token]] = {}
     budget = cutoff_len
@@ -59,7 +60,7 @@ def truncate(
         prompt, response = turns[number]
         if budget <= 0:
             break
-        target = response_len if (response_len is not None and number == len(turns) - 1) else len(response)
+        target = response_len if (response_len is not None and number == last_answer) else len(response)
         if len(prompt) + max(target, len(response)) <= budget:
             kept[number] = prompt + response
             budget -= len(prompt) + len(response)
@@ -101,3 +102,8 @@ def _keep_start(tokens: list[Token], size: int) -> list[Token]:
         while result and result[-1].unit == unit:
             result.pop()
     return result
+
+
+def last_response_len(tokens: Sequence[Token]) -> int:
+    """Length of the last answer (0 when there is none)."""
+    return next((len(response) for _, response in reversed(split_turns(tokens)) if response), 0)
