@@ -65,15 +65,16 @@ def test_mask_history_keeps_the_last_turn_under_cutoff(qwen25_tokenizer) -> None
 
 
 def test_efficient_eos_trains_next_role_token_and_final_eos(qwen25_tokenizer) -> None:
-    tok = qwen25_tokenizer  # eos <|im_end|>
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(qwen25_tokenizer.name_or_path)  # eos <|im_end|>, plus GLM's role tokens
+    tok.add_special_tokens({"additional_special_tokens": ["[gMASK]", "<sop>", "<|user|>", "<|assistant|>", "<|observation|>"]})
     messages = conv((U, "Hello"), (A, "Hi"), (U, "Bye"), (A, "Bye!"))
     encoded = encode_supervised(tok, get_template("glm4"), messages)
     text = tok.decode(encoded["input_ids"])
     assert text == "[gMASK]<sop><|user|>\nHello<|assistant|>\nHi<|user|>\nBye<|assistant|>\nBye!<|im_end|>"
     trained = tok.decode([t for t, label in zip(encoded["input_ids"], encoded["labels"]) if label != X])
-    # with this (foreign) vocabulary ">\n" is one token spanning header and answer: it overlaps the
-    # answer, so it is trained; "<|user|>" ends the first answer, the final eos the last one
-    assert trained == ">\nHi<|user|>>\nBye!<|im_end|>"
+    assert trained == "\nHi<|user|>\nBye!<|im_end|>"  # "<|user|>" ends the first answer, eos the last
 
 
 PAIR = Example(
