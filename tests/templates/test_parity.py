@@ -27,7 +27,14 @@ SHARED_FAMILIES = {
     "telechat": ("telechat", set()),
     "baichuan2": ("baichuan2", set()),
 }
-REAL_TOKENIZERS = {"qwen2.5": "qwen2.5", "qwen3": "qwen3", "deepseek-v3": "deepseek-v3"}
+# official templates looked up for named templates without a shared fixture (tests/fixtures/chat_templates)
+LOCAL_FAMILIES = {
+    "qwen3-instruct-2507": ("qwen3_nothink", set()),
+    "phi3.5": ("phi", set()),
+    "phi-4": ("phi4", set()),
+}
+REAL_TOKENIZERS = {"qwen2.5": "qwen2.5", "qwen3": "qwen3", "deepseek-v3": "deepseek-v3", "qwen3-instruct-2507": "qwen3"}
+ALL_FAMILIES = {**SHARED_FAMILIES, **LOCAL_FAMILIES}
 
 
 def official_text(fixture: dict, system, messages, generation: bool, **kwargs) -> str:
@@ -47,15 +54,15 @@ def tunelab_text(template_name: str, fixture: dict, system, messages, generation
 
 CASES = [
     (family, case, generation)
-    for family in SHARED_FAMILIES
+    for family in ALL_FAMILIES
     for case, generation in [*((c, False) for c in CONVERSATIONS), *((c, True) for c in GENERATION)]
 ]
 
 
 @pytest.mark.parametrize("family,case,generation", CASES)
-def test_shared_fixture_text_parity(family: str, case: str, generation: bool) -> None:
+def test_official_text_parity(family: str, case: str, generation: bool) -> None:
     fixture = load_fixture(family)
-    name, skipped = SHARED_FAMILIES[family]
+    name, skipped = ALL_FAMILIES[family]
     if case in skipped:
         pytest.skip(f"{family}: the official template cannot express {case}")
     system, messages = (GENERATION if generation else CONVERSATIONS)[case]
@@ -72,7 +79,7 @@ def test_token_ids_equal_apply_chat_template(family: str, case: str) -> None:
     system, messages = CONVERSATIONS[case]
     hf = to_hf_messages(messages, system)
     expected = tokenizer.apply_chat_template(hf, chat_template=fixture["chat_template"], tokenize=True, return_dict=False)
-    template = get_template(SHARED_FAMILIES[family][0])
+    template = get_template(ALL_FAMILIES[family][0])
     encoded = encode_supervised(tokenizer, template, messages, system=system, cutoff_len=4096)
     assert encoded["input_ids"] == list(expected)
 
@@ -87,7 +94,7 @@ def test_prompt_ids_equal_apply_chat_template(family: str, case: str) -> None:
     expected = tokenizer.apply_chat_template(
         hf, chat_template=fixture["chat_template"], tokenize=True, add_generation_prompt=True, return_dict=False
     )
-    template = get_template(SHARED_FAMILIES[family][0])
+    template = get_template(ALL_FAMILIES[family][0])
     assert encode_prompt(tokenizer, template, messages, system=system) == list(expected)
 
 

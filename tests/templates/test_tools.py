@@ -59,7 +59,7 @@ def test_glm4_tool_format() -> None:
     text = render("glm4")
     assert text.startswith("[gMASK]<sop><|system|>\n你是一个名为 ChatGLM 的人工智能助手。")
     assert "# 可用工具\n\n## get_weather\n\n{\n    \"name\": \"get_weather\"" in text
-    assert '<|assistant|>\nget_weather\n{"city": "Paris"}<|observation|>\n{"temp": 20}<|assistant|>\nIt is 20 degrees.' in text
+    assert '<|assistant|>get_weather\n{"city": "Paris"}<|observation|>\n{"temp": 20}<|assistant|>\nIt is 20 degrees.' in text
 
 
 def test_mistral_tool_format() -> None:

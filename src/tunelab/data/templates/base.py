@@ -59,6 +59,7 @@ class Template:
     suffix: str = ""  # written after a conversation that ends with an answer (no generation prompt)
     generation_suffix: str = ""  # added to the inference generation prompt only (DeepSeek-R1: "<think>\n")
     observation: str | None = None  # None: written like a user turn
+    function: str | None = None  # tool-call turns; None: written like an answer (GLM-4 puts the name right after the header)
     default_system: str = ""
     stop_words: tuple[str, ...] = ()  # strings that end generation, besides the end-of-turn token
     end_of_turn: str = EOS  # the token that closes an assistant turn (stop token of inference)

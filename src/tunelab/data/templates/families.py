@@ -172,6 +172,7 @@ TEMPLATES: tuple[Template, ...] = (
         observation="<|observation|>\n" + CONTENT,
         generation="<|assistant|>",
         assistant="\n" + CONTENT,
+        function=CONTENT,
         stop_words=("<|user|>", "<|observation|>"),
         efficient_eos=True,
         tool_format="glm4",

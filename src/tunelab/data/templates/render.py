@@ -120,7 +120,8 @@ def render(
             answer = answer.strip()
         pieces = _answer_pieces(template, reasoning, answer, index, len(messages), last_user, enable_thinking, out)
         trainable = pieces is not None
-        out.format(template.assistant, pieces or [(answer, True)], response=True, trainable=trainable)
+        answer_format = template.function if message.role == Role.FUNCTION and template.function else template.assistant
+        out.format(answer_format, pieces or [(answer, True)], response=True, trainable=trainable)
         if template.efficient_eos:
             out.close_turn = out.turn
         out.turn += 1
