@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -14,3 +15,9 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "ds"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _propagate_tunelab_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's console handler stops propagation; caplog listens on the root logger."""
+    monkeypatch.setattr(logging.getLogger("tunelab"), "propagate", True)

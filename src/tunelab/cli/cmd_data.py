@@ -6,7 +6,6 @@ Exit codes: 0 clean, 1 problems found, 2 user error (e.g. an unknown data set na
 from __future__ import annotations
 
 import argparse
-import logging
 
 from tunelab.errors import UserError
 
@@ -47,7 +46,6 @@ def main(argv: list[str]) -> int:
     if args.action != "check":
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     from tunelab.config.data_args import DataArguments
     from tunelab.data.check import chat_template_counter, run_check
