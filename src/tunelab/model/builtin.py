@@ -52,8 +52,8 @@ def is_builtin(name_or_path: str) -> bool:
 
 
 def cache_root() -> Path:
-    home = os.environ.get("TUNELAB_HOME")
-    return Path(home) if home else Path.home() / ".cache" / "tunelab"
+    """`$TUNELAB_CACHE`, by default `~/.cache/tunelab` (the tokenized-data cache lives there too)."""
+    return Path(os.environ.get("TUNELAB_CACHE", Path.home() / ".cache" / "tunelab")).expanduser()
 
 
 def _corpus() -> list[str]:

@@ -29,13 +29,9 @@ def write_resolved_config(config: Config, output_dir: str) -> Path:
 
 def save_tokenizer(tokenizer: Any, template: Any, output_dir: str) -> None:
     """Save the tokenizer with its original chat template, or the named template's jinja when it had none."""
-    try:
-        from tunelab.data.templates import chat_template_for_saving  # type: ignore[attr-defined]
-    except ImportError:
-        chat_template_for_saving = None
-    if chat_template_for_saving is not None:
-        tokenizer.chat_template = chat_template_for_saving(tokenizer, template)
-    tokenizer.save_pretrained(output_dir)
+    from tunelab.data.templates import prepare_tokenizer_for_saving
+
+    prepare_tokenizer_for_saving(tokenizer, template).save_pretrained(output_dir)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

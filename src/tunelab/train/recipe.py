@@ -89,13 +89,13 @@ def run_training(config: Config) -> TrainingRun:
     tokenizer = load_tokenizer(config.model, model_path)
     template = get_template(config.data.template, tokenizer, tool_format=config.data.tool_format,
                             default_system=config.data.default_system)
+    dtype = torch_dtype_for(values, config.model.infer_dtype)
+    quantization = quantization_config(config.model, dtype)
     prepared = prepare_data(config, tokenizer, template)
     write_resolved_config(config, output_dir)
 
     # 2. model: weights, then the tuning method that decides what trains
-    dtype = torch_dtype_for(values, config.model.infer_dtype)
-    model = load_model(config.model, tokenizer, dtype=dtype, model_path=model_path,
-                       quantization_config=quantization_config(config.model, dtype))
+    model = load_model(config.model, tokenizer, dtype=dtype, model_path=model_path, quantization_config=quantization)
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
         model.enable_input_require_grads()
