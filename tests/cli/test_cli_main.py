@@ -109,7 +109,28 @@ def test_entry_point_exit_code_for_user_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_check_seed_000_yaml_shows_the_anchor_values(tmp_path, capsys):
+def seed_000_data_dir(root: Path) -> None:
+    """Seed 000's data folder: its fintech entry (alpaca with history) next to identity."""
+    import json
+
+    data = root / "data"
+    data.mkdir()
+    (data / "dataset_info.json").write_text(json.dumps({
+        "fintech": {"file_name": "fintech.json",
+                    "columns": {"prompt": "instruction", "query": "input", "response": "output", "history": "history"}},
+        "identity": {"file_name": "identity.json"},
+    }))
+    (data / "fintech.json").write_text(json.dumps([
+        {"instruction": "什么是市盈率？", "input": "", "output": "市盈率是股价与每股收益之比。",
+         "history": [["你好", "你好，我是金融助手。"]]},
+    ], ensure_ascii=False))
+    (data / "identity.json").write_text(json.dumps([{"instruction": "你是谁？", "input": "", "output": "我是 {{name}}。"}],
+                                                   ensure_ascii=False))
+
+
+def test_check_seed_000_yaml_shows_the_anchor_values(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seed_000_data_dir(tmp_path)
     cfg = tmp_path / "train_llama3_lora_sft.yaml"
     cfg.write_text(SEED_000_YAML.format(model=tmp_path / "model"))
     assert main(["check", str(cfg)]) == 0

@@ -80,6 +80,53 @@ def render_key_reference() -> str:
     return "\n".join(lines)
 
 
+def check_training_arguments(config: Any) -> None:
+    """Run transformers' own checks; a DeepSpeed config is checked as a JSON file (deepspeed need not be installed)."""
+    import json
+    from pathlib import Path
+
+    from tunelab.config.training_build import build_training_arguments
+    from tunelab.errors import UserError
+
+    values = dict(config.training_values)
+    deepspeed = values.pop("deepspeed", None)
+    if isinstance(deepspeed, str):
+        path = Path(deepspeed)
+        if not path.is_file():
+            raise UserError(f"deepspeed: config file '{deepspeed}' does not exist.")
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise UserError(f"deepspeed: {deepspeed}:{error.lineno}: not valid JSON: {error.msg}") from None
+    # Mixed precision is checked against the hardware at train time; a config written for a GPU
+    # machine must still check here, so transformers sees it without bf16 / fp16 and they are put back.
+    precision = {k: values.pop(k) for k in ("bf16", "fp16") if k in values}
+    args = build_training_arguments(values)
+    for key, value in precision.items():
+        setattr(args, key, value)
+    if deepspeed:
+        args.deepspeed = deepspeed
+    config._training = args
+
+
+def check_template_and_data(config: Any) -> None:
+    """The template name must be known and every data set registered, still without loading weights."""
+    from tunelab.data.dataset_info import get_dataset_attrs, resolve_dataset_dir
+    from tunelab.data.templates.registry import ALIASES, REGISTRY
+    from tunelab.errors import UserError
+
+    name = config.data.template
+    if name and name != "auto" and ALIASES.get(name, name) not in REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise UserError(f"template: unknown template '{name}'.{hint} See `tunelab template list`.")
+    names = config.data.dataset_names() + config.data.eval_dataset_names()
+    if names:
+        get_dataset_attrs(names, resolve_dataset_dir(config.data.dataset_dir))
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
@@ -90,7 +137,8 @@ def main(argv: list[str]) -> int:
     show_all = "--all" in argv
     argv = [a for a in argv if a != "--all"]
     config = parse_config(argv)
-    _ = config.training  # builds transformers' TrainingArguments: its own checks run here too
+    check_training_arguments(config)
+    check_template_and_data(config)
     print(render_config(config, show_all=show_all))
     print("\nconfig OK: no weights were loaded.")
     return 0

@@ -14,6 +14,8 @@ RENAMED_KEYS: dict[str, str] = {
     "per_gpu_eval_batch_size": "per_device_eval_batch_size",
     "no_cuda": "use_cpu",
     "flash_attn_2": "flash_attn",
+    "gradient_checkpointing": "activation_checkpointing",  # transformers 5.2x renamed it
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
 }
 
 # Anchor features tunelab does not implement; setting one to a true / non-empty value is an error.

@@ -42,9 +42,9 @@ def _training_values(config: Config) -> dict[str, Any]:
     values["include_num_input_tokens_seen"] = "no"  # counted exactly by TunelabTrainer instead
     values.setdefault("label_names", ["labels"])
     if config.model.disable_gradient_checkpointing:
-        values["gradient_checkpointing"] = False
-    if values.get("gradient_checkpointing"):
-        values.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": config.model.use_reentrant_gc})
+        values["activation_checkpointing"] = False
+    if values.get("activation_checkpointing"):
+        values.setdefault("activation_checkpointing_kwargs", {"use_reentrant": config.model.use_reentrant_gc})
     logging_dir = values.pop("logging_dir", None)
     if logging_dir:
         os.environ["TENSORBOARD_LOGGING_DIR"] = logging_dir  # transformers 5 reads the TensorBoard folder from here
@@ -96,8 +96,8 @@ def run_training(config: Config) -> TrainingRun:
 
     # 2. model: weights, then the tuning method that decides what trains
     model = load_model(config.model, tokenizer, dtype=dtype, model_path=model_path, quantization_config=quantization)
-    if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
+    if args.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=args.activation_checkpointing_kwargs)
         model.enable_input_require_grads()
         logger.info("gradient checkpointing on: activations are recomputed to save memory")
     model = apply_tuning(model, config.finetuning, config.model, is_trainable=bool(args.do_train))
