@@ -13,6 +13,7 @@ from typing import Any
 
 from tunelab.errors import UserError
 from tunelab.eval.accuracy import Scores, SubjectResult, aggregate, format_table, save_results
+from tunelab.eval.fewshot_template import encode_messages
 from tunelab.eval.prompts import build_messages, get_style, select_shots
 from tunelab.eval.questions import LETTERS
 from tunelab.eval.scoring import letter_token_ids, score_prompts
@@ -50,8 +51,6 @@ class BenchmarkRun:
 def encode_subject_prompts(task: TaskSource, subject: Any, settings: BenchmarkSettings, tokenizer: Any,
                            template: Any) -> tuple[list[list[int]], list[Any]]:
     """Token ids of every question's prompt in one subject, and the questions."""
-    from tunelab.data.encode import encode_prompt
-
     questions = task.questions(subject.key, settings.split)
     if questions is None:
         raise UserError(f"task '{task.name}': subject '{subject.key}' has no {settings.split} split in {task.origin}.")
@@ -60,7 +59,7 @@ def encode_subject_prompts(task: TaskSource, subject: Any, settings: BenchmarkSe
         logger.warning("subject %s has no dev split: asking 0-shot", subject.key)
     shots = select_shots(dev, settings.n_shot, settings.seed)
     style = get_style(settings.lang)
-    prompts = [encode_prompt(tokenizer, template, build_messages(q, shots, subject.name, style)) for q in questions]
+    prompts = [encode_messages(tokenizer, template, build_messages(q, shots, subject.name, style)) for q in questions]
     return prompts, questions
 
 

@@ -26,10 +26,13 @@ class EvalModel:
 def load_tokenizer_and_template(config: Any) -> tuple[Any, Any, str]:
     """Tokenizer and template only: enough to build prompts (and to fail early on a bad template)."""
     from tunelab.data.templates import get_template
+    from tunelab.eval.fewshot_template import FewshotTemplate, wants_builtin_fewshot
     from tunelab.model.load import load_tokenizer, resolve_model_path
 
     path = resolve_model_path(config.model.model_name_or_path)
     tokenizer = load_tokenizer(config.model, path)
+    if wants_builtin_fewshot(config.data.template):
+        return tokenizer, FewshotTemplate(), path
     template = get_template(config.data.template, tokenizer, tool_format=config.data.tool_format,
                             default_system=config.data.default_system)
     return tokenizer, template, path
