@@ -1,0 +1,116 @@
+"""A chat model: an engine plus the template that turns conversations into prompts and answers
+back into text or tool calls. `chat`, `webchat` and `api` all talk to this one class.
+
+Tool calls are parsed with the template's tool format (the one the model was trained on), so an
+answer like `<tool_call>{...}</tool_call>` (Qwen) or `Action: ...` (default) becomes structured
+`ToolCall`s, which the API reports as OpenAI `tool_calls`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunelab.data.conversation import Message
+from tunelab.data.encode import encode_prompt
+from tunelab.data.templates.base import Template
+from tunelab.data.templates.tools import ToolCall, get_tool_format, normalize_tools
+from tunelab.errors import UserError
+from tunelab.infer.engine import Engine, TextStream
+from tunelab.infer.params import SamplingParams
+
+
+@dataclass
+class ChatResult:
+    """One finished answer: its text, or the tool calls it makes, and token counts."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+class ChatModel:
+    def __init__(
+        self,
+        engine: Engine,
+        template: Template,
+        defaults: SamplingParams,
+        *,
+        name: str = "tunelab",
+        enable_thinking: bool = True,
+        scorer: Any = None,
+    ) -> None:
+        self.engine = engine
+        self.tokenizer = engine.tokenizer
+        self.template = template
+        self.defaults = defaults
+        self.name = name
+        self.enable_thinking = enable_thinking
+        self.scorer = scorer  # a RewardScorer when the model is a reward model (stage: rm)
+
+    def params(self, **overrides: Any) -> SamplingParams:
+        """The model's defaults with one request's settings on top."""
+        return self.defaults.with_overrides(**overrides)
+
+    def prompt_ids(self, messages: Sequence[Message], system: str | None = None, tools: Any = None) -> list[int]:
+        if not messages:
+            raise UserError("messages: at least one message is needed")
+        return encode_prompt(
+            self.tokenizer, self.template, messages, system=system, tools=tools, enable_thinking=self.enable_thinking
+        )
+
+    def _fit(self, prompt_ids: list[int], params: SamplingParams) -> SamplingParams:
+        """Refuse prompts the model cannot hold, and never ask for more tokens than fit after them."""
+        limit = self.engine.max_context
+        if limit is None:
+            return params
+        room = limit - len(prompt_ids)
+        if room <= 0:
+            raise UserError(f"the prompt has {len(prompt_ids)} tokens; this model holds at most {limit}. Shorten the conversation.")
+        if params.max_new_tokens is None or params.max_new_tokens > room:
+            return params.with_overrides(max_new_tokens=room)
+        return params
+
+    def stream_chat(
+        self, messages: Sequence[Message], system: str | None = None, tools: Any = None, **overrides: Any
+    ) -> TextStream:
+        """Start an answer to the conversation; iterate the returned stream for text pieces."""
+        ids = self.prompt_ids(messages, system, tools)
+        return self.engine.stream(ids, self._fit(ids, self.params(**overrides)))
+
+    def stream_text(self, prompt: str, **overrides: Any) -> TextStream:
+        """Continue plain text, no chat template (`/v1/completions`)."""
+        ids = list(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        if not ids:
+            raise UserError("prompt: empty")
+        return self.engine.stream(ids, self._fit(ids, self.params(**overrides)))
+
+    def chat(self, messages: Sequence[Message], system: str | None = None, tools: Any = None, **overrides: Any) -> ChatResult:
+        """A whole answer; when tools were offered and the answer calls them, `tool_calls` is filled."""
+        stream = self.stream_chat(messages, system, tools, **overrides)
+        try:
+            text = stream.text()
+        finally:
+            stream.close()
+        return self.finish(stream, text, tools)
+
+    def finish(self, stream: TextStream, text: str, tools: Any) -> ChatResult:
+        calls = self.extract_tool_calls(text) if normalize_tools(tools) else None
+        return ChatResult(
+            text=text,
+            finish_reason="tool_calls" if calls else (stream.finish_reason or "stop"),
+            prompt_tokens=stream.prompt_tokens,
+            completion_tokens=stream.completion_tokens,
+            tool_calls=calls or [],
+        )
+
+    def extract_tool_calls(self, text: str) -> list[ToolCall] | None:
+        return get_tool_format(self.template.tool_format).extract(text)

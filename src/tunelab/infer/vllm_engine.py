@@ -1,0 +1,126 @@
+"""The vLLM engine (`infer_backend: vllm`): fast batched generation on a CUDA GPU.
+
+vllm is imported only here and only when this backend is chosen, so tunelab installs and runs
+without it. The engine is vLLM's `AsyncLLMEngine`, driven from a private event loop thread so the
+same synchronous `TextStream` interface as the hf engine works; vLLM batches concurrent requests
+itself. A LoRA adapter (`adapter_name_or_path`, one folder) is served unmerged through a
+`LoRARequest`, as vLLM recommends. Checked on the lent GPU machine, not in CI (no CUDA there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from tunelab.errors import UserError, require_package
+from tunelab.infer.engine import Engine, TextStream
+from tunelab.infer.params import SamplingParams
+
+logger = logging.getLogger("tunelab.infer")
+
+
+def vllm_sampling_params(params: SamplingParams, stop_ids: list[int]) -> Any:
+    """tunelab's settings in vLLM's terms (greedy = temperature 0)."""
+    from vllm import SamplingParams as VllmParams
+
+    return VllmParams(
+        n=1,
+        temperature=0.0 if params.greedy else params.temperature,
+        top_p=1.0 if params.greedy else params.top_p,
+        top_k=-1 if params.greedy or not params.top_k else params.top_k,
+        repetition_penalty=params.repetition_penalty,
+        max_tokens=params.max_new_tokens,
+        stop_token_ids=list(stop_ids),
+        stop=list(params.stop) or None,
+        seed=params.seed,
+        skip_special_tokens=params.skip_special_tokens,
+    )
+
+
+class VllmTextStream(TextStream):
+    def __init__(self, engine: VllmEngine, prompt_ids: list[int], params: SamplingParams) -> None:
+        super().__init__(params, len(prompt_ids))
+        self._engine = engine
+        self._prompt_ids = prompt_ids
+        self._request_id = uuid.uuid4().hex
+
+    def cancel(self) -> None:
+        self._engine.submit(self._engine.llm.abort(self._request_id))
+
+    def _pieces(self) -> Iterator[str]:
+        from vllm.inputs import TokensPrompt
+
+        results = self._engine.llm.generate(
+            TokensPrompt(prompt_token_ids=self._prompt_ids),
+            vllm_sampling_params(self.params, self._engine.stop_ids),
+            self._request_id,
+            lora_request=self._engine.lora_request,
+        )
+        sent = 0
+        for output in self._engine.iterate(results):
+            choice = output.outputs[0]
+            if len(choice.text) > sent:
+                yield choice.text[sent:]
+                sent = len(choice.text)
+            self.completion_tokens = len(choice.token_ids)
+            if output.finished:
+                self.finish_reason = "length" if choice.finish_reason == "length" else "stop"
+
+
+class VllmEngine(Engine):
+    def __init__(self, model_path: str, tokenizer: Any, stop_ids: list[int], model_args: Any) -> None:
+        require_package("vllm", "infer_backend: vllm", extra="gpu")
+        from vllm import AsyncEngineArgs, AsyncLLMEngine
+
+        adapters = model_args.adapter_paths()
+        if len(adapters) > 1:
+            raise UserError("infer_backend: vllm serves one LoRA adapter; merge the others first with `tunelab export`.")
+        extra = json.loads(model_args.vllm_config) if model_args.vllm_config else {}
+        args = AsyncEngineArgs(
+            model=model_path,
+            trust_remote_code=model_args.trust_remote_code,
+            max_model_len=model_args.vllm_maxlen,
+            gpu_memory_utilization=model_args.vllm_gpu_util,
+            enforce_eager=model_args.vllm_enforce_eager,
+            dtype=model_args.infer_dtype,
+            enable_lora=bool(adapters),
+            max_lora_rank=model_args.vllm_max_lora_rank,
+            **extra,
+        )
+        self.tokenizer = tokenizer
+        self.stop_ids = list(stop_ids)
+        self.max_context = model_args.vllm_maxlen
+        self.lora_request = None
+        if adapters:
+            from vllm.lora.request import LoRARequest
+
+            self.lora_request = LoRARequest("default", 1, adapters[0])
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, daemon=True, name="tunelab-vllm").start()
+        self.llm = self.submit(self._create(AsyncLLMEngine, args)).result()
+
+    @staticmethod
+    async def _create(engine_class: Any, args: Any) -> Any:
+        return engine_class.from_engine_args(args)
+
+    def describe(self) -> str:
+        return "vllm" + (" + LoRA" if self.lora_request else "")
+
+    def submit(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def iterate(self, agen: Any) -> Iterator[Any]:
+        """Pull an async generator living on the engine's loop from this (synchronous) thread."""
+        while True:
+            try:
+                yield self.submit(agen.__anext__()).result()
+            except StopAsyncIteration:
+                return
+
+    def stream(self, prompt_ids: list[int], params: SamplingParams) -> TextStream:
+        return VllmTextStream(self, prompt_ids, params)
