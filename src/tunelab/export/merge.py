@@ -1,0 +1,106 @@
+"""Loading the base model and its adapters, and merging them, for export and for its verification.
+
+Export and verification need the same two forms of one model: the *reference* (adapters applied by
+peft's own forward, the last one unmerged, as inference runs them) and the *merged* model (every
+adapter folded into the weights, in the order given). Both come from here so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from tunelab.config.resolved import Config
+from tunelab.errors import UserError
+
+logger = logging.getLogger("tunelab.export")
+
+_DTYPES = ("float16", "bfloat16", "float32")
+
+
+def export_torch_dtype(config: Config, model_path: str) -> Any:
+    """`export_dtype`, or with `auto` the dtype the base model's config declares (float32 when none).
+
+    The anchor writes the model's own dtype; merging a bf16 model and writing float32 silently
+    doubles the files, so `auto` keeps the declared one and the choice is logged.
+    """
+    import torch
+    from transformers import AutoConfig
+
+    wanted = config.export.export_dtype
+    if wanted != "auto":
+        return getattr(torch, wanted)
+    try:
+        declared = getattr(AutoConfig.from_pretrained(model_path, trust_remote_code=config.model.trust_remote_code), "dtype", None)
+    except (OSError, ValueError):
+        declared = None
+    if isinstance(declared, str):
+        declared = getattr(torch, declared, None)
+    dtype = declared if declared in (torch.float16, torch.bfloat16, torch.float32) else torch.float32
+    logger.info("export_dtype = %s (export_dtype: auto keeps the base model's dtype)", str(dtype).removeprefix("torch."))
+    return dtype
+
+
+def export_device(config: Config) -> str:
+    """`export_device`: cpu, or auto = the GPU when there is one (logged when auto falls back to cpu)."""
+    import torch
+
+    if config.export.export_device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        logger.info("export_device: auto found no GPU; merging on the cpu")
+    return "cpu"
+
+
+@dataclass
+class LoadedModel:
+    """The model, its tokenizer and where the base came from."""
+
+    model: Any
+    tokenizer: Any
+    model_path: str
+    dtype: Any
+
+
+def load_base(config: Config, dtype: Any, device: str = "cpu") -> LoadedModel:
+    """The base model and tokenizer exactly as training and inference load them (same added tokens)."""
+    from tunelab.model.load import load_model, load_tokenizer, resolve_model_path
+
+    path = resolve_model_path(config.model.model_name_or_path)
+    tokenizer = load_tokenizer(config.model, path)
+    model = load_model(config.model, tokenizer, dtype=dtype, model_path=path, for_training=False)
+    if device != "cpu":
+        model = model.to(device)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, model_path=path, dtype=dtype)
+
+
+def adapter_paths(config: Config) -> list[str]:
+    paths = config.model.adapter_paths()
+    if paths and config.finetuning.finetuning_type != "lora":
+        raise UserError(f"adapter_name_or_path is set but finetuning_type is {config.finetuning.finetuning_type}; use lora.")
+    return paths
+
+
+def attach_adapters(model: Any, paths: list[str]) -> Any:
+    """Reference form: adapters before the last merged in order, the last one applied by peft unmerged."""
+    from peft import PeftModel
+
+    for path in paths[:-1]:
+        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+        logger.info("merged adapter %s", path)
+    if paths:
+        model = PeftModel.from_pretrained(model, paths[-1], is_trainable=False)
+        model.eval()
+    return model
+
+
+def merge_all(model: Any, paths: list[str]) -> Any:
+    """Fold the (last, still unmerged) adapter into the weights; a plain transformers model comes back."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload()
+        logger.info("merged adapter %s", paths[-1])
+    return model

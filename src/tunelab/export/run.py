@@ -1,0 +1,166 @@
+"""`run_export`: the export from a config, top to bottom (load, reference, merge, write, verify, extras).
+
+The reference logits are taken from base + adapters *before* merging, in the same process and
+dtype, then the merged model is written, dropped, and reloaded from disk with plain transformers:
+what is checked is exactly what other tools will load. Peak memory stays one model.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.config.resolved import Config
+from tunelab.data.templates.base import SpecialTokens, Template
+from tunelab.errors import UserError
+from tunelab.export import companions, merge, verify
+from tunelab.export.shards import WrittenShards, save_weights
+
+logger = logging.getLogger("tunelab.export")
+
+GGUF_TYPES = ("f16", "f32")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What `tunelab export` does besides the merged folder (command-line flags of cmd_export)."""
+
+    verify: bool = True  # reload and compare logits after writing
+    verify_only: bool = False  # only compare an existing export with base + adapters
+    gguf: str | None = None  # also write a GGUF file: f16 or f32
+    modelfile: bool = True  # also write an Ollama Modelfile (named templates only)
+
+
+@dataclass
+class ExportResult:
+    export_dir: Path
+    shards: WrittenShards | None = None
+    check: verify.Check | None = None
+    modelfile: Path | None = None
+    gguf: Path | None = None
+    value_head: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def check_request(config: Config, options: ExportOptions) -> Path:
+    """Refusals that need no weights: no export_dir, a quantized base, an unknown GGUF type."""
+    if not config.export.export_dir:
+        raise UserError("export_dir is not set; add export_dir: models/my-merged-model (the folder to write).")
+    if config.model.quantization_bit is not None:
+        raise UserError(
+            f"quantization_bit={config.model.quantization_bit}: export merges into full-precision weights, and merging "
+            "into a quantized (bitsandbytes) model would round the adapter away or fail; drop quantization_bit. To "
+            "ship a quantized model, set export_quantization_bit (GPTQ) instead."
+        )
+    if options.gguf is not None and options.gguf not in GGUF_TYPES:
+        raise UserError(f"--gguf {options.gguf}: choose one of {', '.join(GGUF_TYPES)}.")
+    out = Path(config.export.export_dir)
+    if options.verify_only and not (out / "config.json").is_file():
+        raise UserError(f"--verify-only: {out} holds no exported model (no config.json); run `tunelab export` first.")
+    return out
+
+
+def resolve_template(config: Config, tokenizer: Any) -> Template | None:
+    """The named template, or the tokenizer's own (`auto`); None when there is neither."""
+    from tunelab.data.templates import get_template
+
+    name = config.data.template
+    if not name or name == "auto":
+        if not getattr(tokenizer, "chat_template", None):
+            logger.warning("no template named and the tokenizer has no chat template: probing with plain text only")
+            return None
+    return get_template(name, tokenizer, tool_format=config.data.tool_format, default_system=config.data.default_system)
+
+
+def _collect() -> None:
+    """Return the memory of dropped models (callers drop their references first)."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _reload_and_check(out: Path, dtype: Any, device: str, probes: list[list[int]], reference: list[Any],
+                      base: list[Any] | None, tokenizer: Any) -> verify.Check:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    exported = AutoModelForCausalLM.from_pretrained(out, dtype=dtype).to(device).eval()
+    logits = verify.logits_of(exported, probes)
+    del exported
+    _collect()
+    check = verify.compare(logits, reference, base, str(dtype).removeprefix("torch."))
+    verify.require_pass(check, str(out))
+    verify.chat_template_check(tokenizer, AutoTokenizer.from_pretrained(out))
+    return check
+
+
+def run_export(config: Config, options: ExportOptions = ExportOptions()) -> ExportResult:
+    """Merge, write and verify the model the config describes; see docs/export.md."""
+    out = check_request(config, options)
+    paths = merge.adapter_paths(config)
+    if config.export.export_quantization_bit is not None and not options.verify_only:
+        from tunelab.export.gptq import check_gptq_available
+
+        check_gptq_available()
+    from tunelab.model.load import resolve_model_path
+
+    dtype = merge.export_torch_dtype(config, resolve_model_path(config.model.model_name_or_path))
+    device = merge.export_device(config)
+    loaded = merge.load_base(config, dtype, device)
+    template = resolve_template(config, loaded.tokenizer)
+    probes = verify.probe_inputs(loaded.tokenizer, template)
+    base_logits = verify.logits_of(loaded.model, probes) if paths and (options.verify or options.verify_only) else None
+    model = merge.attach_adapters(loaded.model, paths)
+    reference = verify.logits_of(model, probes) if options.verify or options.verify_only else []
+    result = ExportResult(export_dir=out)
+    if options.verify_only:
+        model = loaded.model = None
+        _collect()
+        result.check = _reload_and_check(out, dtype, device, probes, reference, base_logits, loaded.tokenizer)
+        return result
+
+    model = merge.merge_all(model, paths)
+    out.mkdir(parents=True, exist_ok=True)
+    companions.add_stop_tokens(model, loaded.tokenizer, template)
+    result.shards = save_weights(model, out, config.export.export_size, legacy=config.export.export_legacy_format)
+    model = loaded.model = None  # only the files on disk are checked from here on
+    _collect()
+    companions.save_tokenizer(loaded.tokenizer, template, out)
+    result.value_head = companions.copy_value_head([loaded.model_path, *paths], out)
+    if options.verify:
+        result.check = _reload_and_check(out, dtype, device, probes, reference, base_logits, loaded.tokenizer)
+    else:
+        logger.warning("the export was not verified (--no-verify)")
+    if options.gguf:
+        from tunelab.export.gguf_file import write_gguf
+
+        result.gguf = write_gguf(out, out / f"model-{options.gguf}.gguf", options.gguf)
+    if options.modelfile:
+        result.modelfile = _write_modelfile(out, template, loaded.tokenizer, result.gguf)
+    if config.export.export_quantization_bit is not None:
+        from tunelab.export.gptq import quantize_export
+
+        quantize_export(config, out)
+    if config.export.export_hub_model_id:
+        from tunelab.export.hub import push_folder
+
+        push_folder(out, config.export.export_hub_model_id, token=config.model.hf_hub_token)
+    return result
+
+
+def _write_modelfile(out: Path, template: Template | None, tokenizer: Any, gguf: Path | None) -> Path | None:
+    from tunelab.data.templates.auto import AutoTemplate
+    from tunelab.export.modelfile import modelfile_text
+
+    if template is None or isinstance(template, AutoTemplate):
+        logger.info("no Ollama Modelfile: it is written from a named template; set template: NAME to get one")
+        return None
+    source = f"./{gguf.name}" if gguf is not None else "."
+    path = out / "Modelfile"
+    path.write_text(modelfile_text(template, SpecialTokens.from_tokenizer(tokenizer), source), encoding="utf-8")
+    logger.info("wrote the Ollama Modelfile %s (template '%s')", path, template.name)
+    return path
