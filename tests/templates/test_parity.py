@@ -28,10 +28,21 @@ SHARED_FAMILIES = {
     "baichuan2": ("baichuan2", set()),
 }
 # official templates looked up for named templates without a shared fixture (tests/fixtures/chat_templates)
+_WITH_SYSTEM = {"single_system", "multi", "unicode", "gen_system", "gen_multi"}
+_WITHOUT_SYSTEM = {"single", "multi_no_system", "gen_single"}
 LOCAL_FAMILIES = {
     "qwen3-instruct-2507": ("qwen3_nothink", set()),
     "phi3.5": ("phi", set()),
     "phi-4": ("phi4", set()),
+    "gemma": ("gemma", _WITH_SYSTEM),  # Gemma 2's template raises 'System role not supported'
+    "gemma3": ("gemma3", set()),
+    "glm4": ("glm4", set()),
+    "yi": ("yi", set()),
+    "chatml": ("chatml", set()),
+    "zephyr": ("zephyr", set()),
+    "llama2": ("llama2", set()),
+    # the mirrored TeleChat2 template's default system prompt may have lost its full-width punctuation
+    "telechat2": ("telechat2", _WITHOUT_SYSTEM),
 }
 REAL_TOKENIZERS = {"qwen2.5": "qwen2.5", "qwen3": "qwen3", "deepseek-v3": "deepseek-v3", "qwen3-instruct-2507": "qwen3"}
 ALL_FAMILIES = {**SHARED_FAMILIES, **LOCAL_FAMILIES}
@@ -113,3 +124,30 @@ def test_deepseek3_is_r1_without_the_opened_think_block() -> None:
     official = official_text(fixture, system, messages, True)
     assert official.endswith("<｜Assistant｜><think>\n")
     assert tunelab_text("deepseek3", fixture, system, messages, True) == official[: -len("<think>\n")]
+
+
+def test_every_named_template_with_an_official_fixture_is_checked() -> None:
+    """The parity table covers each template that names an official counterpart (see docs/templates.md)."""
+    checked = {name for name, _ in ALL_FAMILIES.values()} | {"deepseek3"}
+    without_fixture = {"default", "empty", "alpaca", "vicuna", "yuan", "auto"}
+    from tunelab.data.templates import list_templates
+
+    names = {t if isinstance(t, str) else t.name for t in list_templates()}
+    assert names - without_fixture <= checked
+
+
+def test_gemma_multi_turn_without_system_matches_gemma2() -> None:
+    fixture = load_fixture("gemma")
+    system, messages = CONVERSATIONS["multi_no_system"]
+    expected = official_text(fixture, system, messages + GENERATION["gen_single"][1], True)
+    assert expected.startswith("<bos><start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n4<end_of_turn>\n")
+    assert tunelab_text("gemma", fixture, system, messages + GENERATION["gen_single"][1], True) == expected
+
+
+def test_telechat2_default_system_prompt_is_written_without_a_system_message() -> None:
+    fixture = load_fixture("telechat2")
+    system, messages = CONVERSATIONS["single"]
+    text = tunelab_text("telechat2", fixture, system, messages, False)
+    assert text == "<_system>你是中国电信星辰语义大模型，英文名是TeleChat，你是由中电信人工智能科技有限公司和中国电信人工智能研究院（TeleAI）研发的人工智能助手。\n<_user>Hello<_bot>Hi there<_end>\n"
+    official = official_text(fixture, system, messages, False)
+    assert official.endswith("\n<_user>Hello<_bot>Hi there<_end>\n") and official.startswith("<_system>你是中国电信星辰语义大模型")

@@ -2,7 +2,8 @@
 
 Each entry mirrors its family's official chat template (named in `official`); the parity tests in
 tests/templates render both and compare text and token ids. Templates without an official jinja
-(`default`, `empty`, `alpaca`, `vicuna`, `yuan`) follow the anchor's / the model authors' code.
+(`default`, `empty`, `alpaca`, `vicuna`, `yuan`) follow the anchor's / the model authors' code;
+docs/templates.md lists which official source each template was checked against.
 To add a family, append one entry here and a fixture + parity case in the tests.
 """
 
@@ -23,6 +24,10 @@ _CHATML = dict(
 )
 _QWEN_TOOL_RESULT = "<|im_start|>user\n<tool_response>\n" + CONTENT + "\n</tool_response><|im_end|>\n"
 QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+# TeleChat2's template writes this when no system message is given (full-width punctuation, as ms-swift registers it)
+TELECHAT2_DEFAULT_SYSTEM = (
+    "你是中国电信星辰语义大模型，英文名是TeleChat，你是由中电信人工智能科技有限公司和中国电信人工智能研究院（TeleAI）研发的人工智能助手。"
+)
 
 _LLAMA3 = dict(
     prefix=BOS,
@@ -211,14 +216,16 @@ TEMPLATES: tuple[Template, ...] = (
     ),
     Template(
         name="telechat2",
-        description="TeleChat2 (<_system> / <_user> / <_bot> ... <_end>)",
-        system="<_system>" + CONTENT,
+        description="TeleChat2 (<_system> line, <_user> / <_bot> ... <_end>; a default Chinese system prompt)",
+        system="<_system>" + CONTENT + "\n",
         user="<_user>" + CONTENT,
         generation="<_bot>",
         assistant=CONTENT + "<_end>",
+        separator="\n",
+        default_system=TELECHAT2_DEFAULT_SYSTEM,
         end_of_turn="<_end>",
         stop_words=("<_end>",),
-        official="Tele-AI/TeleChat2-7B",
+        official="Tele-AI/TeleChat2-7B (chat_template.jinja of the TeleChat2-7B-32K line)",
     ),
     Template(
         name="mistral",

@@ -80,8 +80,10 @@ def render(
     out = _Builder(tokens, template.stop_words)
     fmt = get_tool_format(template.tool_format)
     system_text = system or template.default_system
+    if template.strip_system:  # the user's text is trimmed, the tool prompt around it is not (Llama 3.1)
+        system_text = system_text.strip()
     placement = fmt.place(system_text, tools) if tools else ToolPlacement(system=system_text)
-    system_text = placement.system.strip() if template.strip_system else placement.system
+    system_text = placement.system
 
     users = [i for i, m in enumerate(messages) if m.role == Role.USER]
     first_user = users[0] if users else -1
@@ -99,7 +101,11 @@ def render(
                 pieces += [(before, False), (system_text, True), (after, False)]
             if index == first_user and placement.first_user_prefix:
                 pieces.append((placement.first_user_prefix, False))
-            text = message.content.strip() if template.strip_content else message.content
+            result = fmt.format_result(message.content) if message.role == Role.OBSERVATION else None
+            if result is not None:
+                text = result
+            else:
+                text = message.content.strip() if template.strip_content else message.content
             pieces.append((text, True))
             if index == last_user and placement.last_user_prefix:
                 out.markup(placement.last_user_prefix)

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from tunelab.data.templates.base import CONTENT, Template
+from tunelab.data.templates.tools import get_tool_format
 
 
 def _literal(text: str) -> str:
@@ -57,7 +58,7 @@ def jinja_for(template: Template) -> str:
     lines += [
         "{{- " + _wrap(template.user, "content") + " -}}",
         "{%- elif message['role'] == 'tool' -%}",
-        "{{- " + _wrap(observation, "content") + " -}}",
+        "{{- " + _wrap(observation, "(message['content'] | tojson)" if get_tool_format(template.tool_format).result_as_json else "content") + " -}}",
         "{%- elif message['role'] == 'assistant' -%}",
         "{{- " + " + ".join(x for x in (_literal(template.generation) if template.generation else "", _wrap(template.assistant, "content"), _literal(template.separator) if template.separator else "") if x) + " -}}",
         "{%- endif -%}",

@@ -88,6 +88,7 @@ class ToolFormat:
     """Base of the tool formats; subclasses fill the four methods."""
 
     name = ""
+    result_as_json = False  # tool results are written JSON-encoded (Llama 3.1: `message.content | tojson`)
 
     def place(self, system: str, tools: list[dict[str, Any]]) -> ToolPlacement:
         raise NotImplementedError
@@ -98,6 +99,10 @@ class ToolFormat:
     def extract(self, text: str) -> list[ToolCall] | None:
         """The calls in a model's output, or None when it is a plain answer."""
         raise NotImplementedError
+
+    def format_result(self, content: str) -> str | None:
+        """How a tool result is written; None: as given (the template's observation format wraps it)."""
+        return tojson(content) if self.result_as_json else None
 
 
 def _functions(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,6 +156,7 @@ class Llama3Tools(ToolFormat):
     """Llama 3.1's official tool prompt: tools in the first user turn, calls as one JSON object."""
 
     name = "llama3"
+    result_as_json = True  # the official template writes `message.content | tojson` (a string is iterable), untrimmed
     date = "26 Jul 2024"  # the official template's default `date_string`
 
     def place(self, system: str, tools: list[dict[str, Any]]) -> ToolPlacement:
@@ -179,15 +185,20 @@ class GLM4Tools(ToolFormat):
     name = "glm4"
 
     def place(self, system: str, tools: list[dict[str, Any]]) -> ToolPlacement:
+        """The official template writes the tool prompt as its own system turn, then the system text as another.
+
+        Its source has "\\n\\n## name" right after a `{% if %}` tag; transformers renders with
+        trim_blocks, which eats the first newline, so the official text has a single "\\n" there.
+        """
         text = (
             "你是一个名为 ChatGLM 的人工智能助手。你是基于智谱AI训练的语言模型 GLM-4 模型开发的，"
             "你的任务是针对用户的问题和要求提供适当的答复和支持。\n\n# 可用工具"
             + "".join(
-                f"\n\n## {tool['name']}\n\n{tojson(tool, indent=4)}\n在调用上述函数时，请使用 Json 格式表示调用的参数。"
+                f"\n## {tool['name']}\n\n{tojson(tool, indent=4)}\n在调用上述函数时，请使用 Json 格式表示调用的参数。"
                 for tool in _functions(tools)
             )
         )
-        return ToolPlacement(system=system + text)
+        return ToolPlacement(system=f"{text}<|system|>\n{system}" if system else text)
 
     def format_calls(self, calls: list[ToolCall]) -> str:
         return "\n".join(f"{call.name}\n{_args(call.arguments)}" for call in calls)
