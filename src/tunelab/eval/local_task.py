@@ -30,8 +30,10 @@ def _candidates(subject: str, split: str) -> list[str]:
 
 
 def _is_header(cells: list[str]) -> bool:
-    names = {c.strip().lower() for c in cells}
-    return "question" in names and "answer" in names or {"a", "b"} <= names
+    """A header names its question column, and its answer column or the choice letters."""
+    stripped = {c.strip() for c in cells}
+    names = {c.lower() for c in stripped}
+    return "question" in names and ("answer" in names or {"A", "B"} <= stripped)
 
 
 def parse_csv(text: str, origin: str) -> list[Question]:
