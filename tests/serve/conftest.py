@@ -1,0 +1,90 @@
+"""Server fixtures: a ChatModel on the scripted engine, and a live uvicorn server on loopback."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _fakes import FakeEngine  # noqa: E402
+
+from tunelab.data.templates import get_template  # noqa: E402
+from tunelab.infer.chat_model import ChatModel  # noqa: E402
+from tunelab.infer.params import SamplingParams  # noqa: E402
+from tunelab.testing import fixture_tokenizer_path  # noqa: E402
+
+API_KEY = "sk-test-0123456789"
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(fixture_tokenizer_path("qwen2.5"))
+
+
+@pytest.fixture
+def make_chat_model(qwen_tokenizer: Any) -> Callable[..., ChatModel]:
+    def make(delay: float = 0.0, scorer: Any = None) -> ChatModel:
+        engine = FakeEngine(qwen_tokenizer, delay=delay)
+        template = get_template("qwen", qwen_tokenizer)
+        return ChatModel(engine, template, SamplingParams(max_new_tokens=256), name="fake-model", scorer=scorer)
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """uvicorn serving an app in a thread, on 127.0.0.1 and a free port."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., LiveServer]]:
+    servers: list[LiveServer] = []
+
+    def start(chat_model: ChatModel, **settings: Any) -> LiveServer:
+        from tunelab.serve.app import create_app
+        from tunelab.serve.settings import ServerSettings
+
+        live = LiveServer(create_app(chat_model, ServerSettings(**settings))).__enter__()
+        servers.append(live)
+        return live
+
+    yield start
+    for live in servers:
+        live.__exit__()

@@ -1,0 +1,35 @@
+"""API_* and GRADIO_* environment variables: loopback defaults and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunelab.errors import UserError
+from tunelab.serve.settings import ServerSettings
+from tunelab.serve.webchat import WebchatSettings
+
+
+def test_api_defaults_bind_loopback() -> None:
+    settings = ServerSettings.from_env({})
+    assert (settings.host, settings.port, settings.api_key, settings.model_name) == ("127.0.0.1", 8000, None, None)
+    assert (settings.max_concurrent, settings.max_queue) == (1, 64)
+
+
+def test_api_env_values() -> None:
+    env = {"API_HOST": "0.0.0.0", "API_PORT": "8123", "API_KEY": "k", "API_MODEL_NAME": "mine",
+           "API_MAX_CONCURRENT": "4", "API_MAX_QUEUE": "0"}
+    assert ServerSettings.from_env(env) == ServerSettings("0.0.0.0", 8123, "k", "mine", 4, 0)
+
+
+@pytest.mark.parametrize(("key", "value"), [("API_PORT", "eighty"), ("API_PORT", "70000"), ("API_MAX_CONCURRENT", "0")])
+def test_api_env_errors(key: str, value: str) -> None:
+    with pytest.raises(UserError, match=key):
+        ServerSettings.from_env({key: value})
+
+
+def test_webchat_defaults_bind_loopback() -> None:
+    assert WebchatSettings.from_env({}) == WebchatSettings("127.0.0.1", 7860, False)
+    assert WebchatSettings.from_env({"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7000",
+                                     "GRADIO_SHARE": "1"}) == WebchatSettings("0.0.0.0", 7000, True)
+    with pytest.raises(UserError, match="GRADIO_SERVER_PORT"):
+        WebchatSettings.from_env({"GRADIO_SERVER_PORT": "x"})
