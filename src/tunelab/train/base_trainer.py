@@ -19,11 +19,11 @@ TOKEN_COUNT_KEY = "num_tokens"
 class TunelabTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer plus token accounting and LoRA+; stages subclass it for their loss."""
 
-    def __init__(self, *args: Any, loraplus_lr_ratio: float | None = None, loraplus_lr_embedding: float = 1e-6,
-                 **kwargs: Any) -> None:
+    def __init__(self, *args: Any, config: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.loraplus_lr_ratio = loraplus_lr_ratio
-        self.loraplus_lr_embedding = loraplus_lr_embedding
+        self.config = config  # the resolved tunelab Config: stages read their own keys from it
+        self.loraplus_lr_ratio = config.finetuning.loraplus_lr_ratio if config is not None else None
+        self.loraplus_lr_embedding = config.finetuning.loraplus_lr_embedding if config is not None else 1e-6
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
         tokens = inputs.pop(TOKEN_COUNT_KEY, None)

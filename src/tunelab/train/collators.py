@@ -81,3 +81,11 @@ class PackedCollator:
         mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
         out["attention_mask"] = mask
         return out
+
+
+def lm_collator(prepared: Any, tokenizer: Any, model: Any, config: Any) -> Any:
+    """Collator of the language-modelling stages (pt, sft): packed rows or padded rows."""
+    if prepared.packed:
+        varlen = getattr(model.config, "_attn_implementation", "") in ("flash_attention_2", "flash_attention_3")
+        return PackedCollator(pad_token_id=tokenizer.pad_token_id, varlen_attention=varlen, mask_dtype=model.dtype)
+    return PaddingCollator(pad_token_id=tokenizer.pad_token_id)

@@ -52,15 +52,6 @@ def _training_values(config: Config) -> dict[str, Any]:
     return values
 
 
-def _collator(prepared: Any, tokenizer: Any, model: Any) -> Any:
-    from tunelab.train.collators import PackedCollator, PaddingCollator
-
-    if prepared.packed:
-        varlen = getattr(model.config, "_attn_implementation", "") in ("flash_attention_2", "flash_attention_3")
-        return PackedCollator(pad_token_id=tokenizer.pad_token_id, varlen_attention=varlen, mask_dtype=model.dtype)
-    return PaddingCollator(pad_token_id=tokenizer.pad_token_id)
-
-
 def run_training(config: Config) -> TrainingRun:
     import transformers
 
@@ -72,7 +63,7 @@ def run_training(config: Config) -> TrainingRun:
     from tunelab.train.data_prep import prepare_data
     from tunelab.train.log_callback import TrainerLogCallback
     from tunelab.train.outputs import save_tokenizer, write_resolved_config
-    from tunelab.train.stages import get_stage, trainer_class
+    from tunelab.train.stages import collator_factory, get_stage, trainer_class
 
     # 1. setup: everything that can fail on the user's input fails here, before weights load
     validate_for_training(config)
@@ -109,10 +100,8 @@ def run_training(config: Config) -> TrainingRun:
     # 3. train
     trainer = trainer_class(stage)(
         model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
-        data_collator=_collator(prepared, tokenizer, model), processing_class=tokenizer,
-        callbacks=[TrainerLogCallback(output_dir)],
-        loraplus_lr_ratio=config.finetuning.loraplus_lr_ratio,
-        loraplus_lr_embedding=config.finetuning.loraplus_lr_embedding,
+        data_collator=collator_factory(stage)(prepared, tokenizer, model, config), processing_class=tokenizer,
+        callbacks=[TrainerLogCallback(output_dir)], config=config,
     )  # fmt: skip
     metrics: dict[str, Any] = {}
     if args.do_train:

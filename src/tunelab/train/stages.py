@@ -9,14 +9,24 @@ from tunelab.errors import UserError
 
 @dataclass(frozen=True)
 class Stage:
+    """A stage is its loss (inside the trainer class), its collator and a description.
+
+    `trainer` and `collator` are "module:name" strings imported only when the stage runs. The trainer
+    class takes the usual `transformers.Trainer` arguments plus `config=` (the resolved Config); the
+    collator factory is `f(prepared, tokenizer, model, config) -> collator`.
+    """
+
     name: str
-    trainer: str  # "module:Class", imported when the stage runs
+    trainer: str
+    collator: str
     description: str
 
 
 STAGES: dict[str, Stage] = {
-    "pt": Stage("pt", "tunelab.train.base_trainer:TunelabTrainer", "continued pre-training on plain text"),
-    "sft": Stage("sft", "tunelab.train.base_trainer:TunelabTrainer", "supervised fine-tuning on conversations"),
+    "pt": Stage("pt", "tunelab.train.base_trainer:TunelabTrainer", "tunelab.train.collators:lm_collator",
+                "continued pre-training on plain text"),
+    "sft": Stage("sft", "tunelab.train.base_trainer:TunelabTrainer", "tunelab.train.collators:lm_collator",
+                 "supervised fine-tuning on conversations"),
 }
 NOT_YET = {"rm": "reward modelling", "dpo": "preference training", "kto": "preference training",
            "ppo": "online RL", "grpo": "online RL"}
@@ -31,8 +41,16 @@ def get_stage(name: str) -> Stage:
     raise UserError(f"stage: unknown stage '{name}'; available: {', '.join(STAGES)}.")
 
 
-def trainer_class(stage: Stage) -> type:
+def _load(reference: str) -> object:
     import importlib
 
-    module, _, cls = stage.trainer.partition(":")
-    return getattr(importlib.import_module(module), cls)
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def trainer_class(stage: Stage) -> type:
+    return _load(stage.trainer)  # type: ignore[return-value]
+
+
+def collator_factory(stage: Stage) -> object:
+    return _load(stage.collator)
