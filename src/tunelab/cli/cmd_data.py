@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--media_dir", default=None, help="folder of images / videos / audios (default: dataset_dir)")
     check.add_argument("--stage", default="sft", choices=["pt", "sft", "rm", "dpo", "kto", "ppo", "grpo"])
     check.add_argument("--model_name_or_path", default=None, help="tokenizer to measure token lengths with")
-    check.add_argument("--template", default=None, help="chat template name (default: the tokenizer's own)")
+    check.add_argument("--template", default=None, help="named template to encode with, as training would (default: auto, the tokenizer's own)")
     check.add_argument("--cutoff_len", type=int, default=None, help="count the examples longer than this")
     check.add_argument("--max_samples", type=int, default=None, help="check at most this many rows per data set")
     return parser
@@ -48,7 +48,8 @@ def main(argv: list[str]) -> int:
         return 2
 
     from tunelab.config.data_args import DataArguments
-    from tunelab.data.check import chat_template_counter, run_check
+    from tunelab.data.check import run_check, template_counter
+    from tunelab.data.templates import get_template
 
     data_args = DataArguments(
         dataset=args.names, dataset_dir=args.dataset_dir, media_dir=args.media_dir, template=args.template,
@@ -57,7 +58,11 @@ def main(argv: list[str]) -> int:
     names = data_args.dataset_names()
     if not names:
         raise UserError("name at least one data set: tunelab data check NAME[,NAME]")
-    counter = chat_template_counter(_load_tokenizer(args.model_name_or_path)) if args.model_name_or_path else None
+    counter = None
+    if args.model_name_or_path:
+        tokenizer = _load_tokenizer(args.model_name_or_path)
+        template = get_template(args.template, tokenizer)  # None / "auto": the tokenizer's own jinja
+        counter = template_counter(tokenizer, template, args.stage, data_args)
     if counter is None and args.cutoff_len:
         raise UserError("--cutoff_len needs --model_name_or_path (a tokenizer to count tokens with)")
     report = run_check(names, data_args, args.stage, counter=counter)

@@ -7,14 +7,16 @@ training run would stop with.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from tunelab.config.data_args import DataArguments
 from tunelab.data.conversation import Example
+from tunelab.data.encode import EncodeOptions, encode_example
 from tunelab.data.loader import LoadedDataset, load_datasets
+from tunelab.data.templates.base import Template
 from tunelab.data.validate import Problem, format_problems
 
 TokenCounter = Callable[[Example], int]
@@ -72,33 +74,25 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def chat_template_counter(tokenizer: Any) -> TokenCounter:
-    """Count the tokens of an example as the tokenizer's own chat template renders it.
+UNTRUNCATED = 1 << 40  # a cutoff_len no example reaches: lengths are measured before truncation
 
-    This is the one place `data check` turns an `Example` into a token count; switching it to
-    tunelab's template engine means changing this function only.
+
+def encoded_length(encoded: dict[str, Any]) -> int:
+    """Tokens of one encoded example: the longer side of a preference pair, else `input_ids`."""
+    return max(len(value) for key, value in encoded.items() if key.endswith("input_ids"))
+
+
+def template_counter(tokenizer: Any, template: Template, stage: str, data_args: DataArguments) -> TokenCounter:
+    """Count an example's tokens exactly as training encodes it (same template, stage and options).
+
+    `data check` and training share `encode_example`, so a length reported here is the length a
+    training row would have before `cutoff_len` cuts it; examples longer than the cutoff are the ones
+    training would truncate.
     """
+    options = replace(EncodeOptions.from_data_args(data_args), cutoff_len=UNTRUNCATED)
 
     def count(example: Example) -> int:
-        if example.text is not None:
-            return len(tokenizer(example.text, add_special_tokens=True)["input_ids"])
-        messages: list[dict[str, str]] = []
-        if example.system:
-            messages.append({"role": "system", "content": example.system})
-        for message in example.messages:
-            role = "assistant" if message.role.value in ("assistant", "function_call") else "user"
-            messages.append({"role": role, "content": message.content})
-        responses = [m for m in (example.chosen, example.rejected) if m is not None]
-        if responses:
-            longest = max(responses, key=lambda m: len(m.content))
-            messages.append({"role": "assistant", "content": longest.content})
-        if getattr(tokenizer, "chat_template", None):
-            ids = tokenizer.apply_chat_template(messages, tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-            return len(ids)
-        text = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-        return len(tokenizer(text)["input_ids"])
+        return encoded_length(encode_example(tokenizer, template, example, stage, options))
 
     return count
 
