@@ -1,8 +1,9 @@
 """Per-subject, per-category and overall accuracy on a rigged model whose answers are known in advance.
 
 The rigged model is the tiny Qwen2 with its logits overwritten: at each row's last real token the
-letter it "believes" scores highest; at the last padded position a different letter scores even
-higher, so a scorer that reads the wrong position gets different answers. Everything else (task
+letter it "believes" scores highest; at the positions a padding-confused scorer would read (the last
+column, the first real token, the real length counted from the left) a different letter scores even
+higher, so reading the wrong position gives different answers. Everything else (task
 loading, prompts, chat template, padding, scoring, aggregation) is the real code.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -37,18 +37,20 @@ class RiggedModel(torch.nn.Module):
         self.letter_ids = {letter: tokenizer.encode(letter, add_special_tokens=False)[-1] for letter in "ABCD"}
         self.seen = 0
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
-        logits = self.inner(input_ids=input_ids, attention_mask=attention_mask).logits.clone()
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs) -> SimpleNamespace:
+        logits = self.inner(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits.clone()
         top = float(logits.abs().max()) + 10
         for row in range(input_ids.shape[0]):
-            length = int(attention_mask[row].sum())
-            text = self.tokenizer.decode(input_ids[row, :length])
+            real = attention_mask[row].nonzero().flatten()
+            text = self.tokenizer.decode(input_ids[row, real])
             last_turn = text.rsplit("<|im_start|>user\n", 1)[1]
             believed = next(letter for question, letter in self.beliefs.items() if question + "\nA." in last_turn)
-            logits[row, length - 1, self.letter_ids[believed]] = top
-            if length < input_ids.shape[1]:  # a decoy where a padding-blind scorer would look
-                decoy = "A" if believed != "A" else "B"
-                logits[row, -1, self.letter_ids[decoy]] = 2 * top
+            last = int(real[-1]) - input_ids.shape[1]  # index from the end: valid for all or kept logits
+            logits[row, last, self.letter_ids[believed]] = top
+            decoy = "A" if believed != "A" else "B"  # where a padding-blind scorer could look instead
+            for position in {-1, int(real[0]) - input_ids.shape[1], len(real) - 1 - input_ids.shape[1]} - {last}:
+                if -position <= logits.shape[1]:
+                    logits[row, position, self.letter_ids[decoy]] = 2 * top
             self.seen += 1
         return SimpleNamespace(logits=logits)
 

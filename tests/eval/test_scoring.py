@@ -29,7 +29,7 @@ def test_letter_ids_are_the_bare_letters(tokenizer) -> None:
     assert [tokenizer.decode([i]) for i in ids.values()] == ["A", "B", "C", "D"]
 
 
-def test_right_padding_reads_each_rows_last_token(tiny_model) -> None:
+def test_padding_does_not_change_a_rows_scores(tiny_model) -> None:
     prompts = [[9707, 11, 1879], [9707], [151644, 872, 198, 9707, 11]]
     batched = last_token_logits(tiny_model, prompts, pad_id=151643)
     for row, prompt in enumerate(prompts):

@@ -1,8 +1,8 @@
 """The answer to a multiple-choice question: the choice letter with the highest next-token score.
 
 One forward pass per batch instead of generation: the prompt ends where the assistant would write
-its answer, so the logits at the last prompt position already rank the letters. Batches are right
-padded and each row is read at its own last real token, so padding never leaks into a score.
+its answer, so the logits at the last prompt position already rank the letters. Batches are left
+padded with position ids counted per row, so padding never changes a score.
 """
 
 from __future__ import annotations
@@ -37,20 +37,29 @@ def pick_letters(last_logits: Any, letter_ids: dict[str, int], allowed: Sequence
 
 
 def last_token_logits(model: Any, prompts: Sequence[Sequence[int]], pad_id: int) -> Any:
-    """Logits at each prompt's last token, one row per prompt, from one right-padded forward pass."""
+    """Logits at each prompt's last token, one row per prompt, from one forward pass.
+
+    Left padding puts every last token in the final column, so only that column's logits are
+    computed (`logits_to_keep=1`): a 5-shot batch never materialises [batch, length, vocab] logits.
+    Position ids are counted from each row's first real token, so padding does not shift them.
+    """
     import torch
 
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for row, prompt in enumerate(prompts):
-        ids[row, : len(prompt)] = torch.tensor(list(prompt), dtype=torch.long)
-        mask[row, : len(prompt)] = 1
+        ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
+        mask[row, width - len(prompt) :] = 1
+    positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
     device = next(model.parameters()).device
+    inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": positions.to(device)}
     with torch.inference_mode():
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-    lengths = mask.sum(dim=-1).to(logits.device) - 1
-    return logits[torch.arange(len(prompts), device=logits.device), lengths]
+        try:
+            logits = model(**inputs, logits_to_keep=1).logits
+        except TypeError:  # a model class without `logits_to_keep`: all positions, then the last
+            logits = model(**inputs).logits
+    return logits[:, -1, :]
 
 
 def score_prompts(model: Any, prompts: Sequence[Sequence[int]], allowed: Sequence[Sequence[str]],
