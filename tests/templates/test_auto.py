@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+from template_helpers import CONVERSATIONS, A, U, conv, load_tokenizer
 from test_golden_labels import MULTI, TOOL_CONVERSATION, TOOLS
 
-from conftest import CONVERSATIONS, A, U, conv, load_tokenizer
 from tunelab.data.encode import encode_prompt, encode_supervised
 from tunelab.data.templates import get_template
 from tunelab.errors import UserError

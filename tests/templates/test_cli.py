@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import TOKENIZERS
+from template_helpers import TOKENIZERS
+
 from tunelab.cli.main import main
 
 QWEN = str(TOKENIZERS / "qwen2.5")

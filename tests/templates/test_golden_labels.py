@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from template_helpers import OBS, A, F, U, conv
 
-from conftest import OBS, A, F, U, conv
 from tunelab.data.encode import IGNORE_INDEX, encode_supervised
 from tunelab.data.templates import get_template
 

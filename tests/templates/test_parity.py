@@ -8,8 +8,8 @@ in ../shared/fixtures/tokenizers, token ids from `apply_chat_template` are compa
 from __future__ import annotations
 
 import pytest
+from template_helpers import CONVERSATIONS, GENERATION, load_fixture, load_tokenizer
 
-from conftest import CONVERSATIONS, GENERATION, load_fixture, load_tokenizer
 from tunelab.data.encode import encode_prompt, encode_supervised
 from tunelab.data.templates import SpecialTokens, get_template
 from tunelab.data.templates.jinja import render_jinja, to_hf_messages

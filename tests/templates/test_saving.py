@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from template_helpers import CONVERSATIONS, GENERATION, OBS, A, U, conv, load_tokenizer
 
-from conftest import CONVERSATIONS, GENERATION, OBS, A, U, conv, load_tokenizer
 from tunelab.data.templates import SpecialTokens, chat_template_for_saving, get_template, list_templates
 from tunelab.data.templates.jinja import render_jinja, to_hf_messages
 from tunelab.data.templates.saving import prepare_tokenizer_for_saving

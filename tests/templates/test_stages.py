@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from template_helpers import A, U, conv
 
-from conftest import A, U, conv
 from tunelab.data.conversation import Example, Message, Role
 from tunelab.data.encode import (
     IGNORE_INDEX,

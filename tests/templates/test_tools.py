@@ -6,9 +6,9 @@ import json
 import re
 
 import pytest
+from template_helpers import OBS, A, F, U, conv, load_fixture, load_tokenizer
 from test_golden_labels import TOOL_CONVERSATION, TOOLS
 
-from conftest import OBS, A, F, U, conv, load_fixture, load_tokenizer
 from tunelab.data.encode import encode_prompt, encode_supervised
 from tunelab.data.templates import SpecialTokens, get_template
 from tunelab.data.templates.jinja import render_jinja, to_hf_messages
