@@ -21,6 +21,7 @@ from tunelab.infer.detokenize import IncrementalDecoder
 from tunelab.infer.engine import Engine, TextStream
 from tunelab.infer.params import SamplingParams
 
+API_KEY = "sk-test-0123456789"
 TOOL_ANSWER = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
 

@@ -14,14 +14,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _fakes import FakeEngine  # noqa: E402
+from _fakes import API_KEY, FakeEngine  # noqa: E402,F401
 
 from tunelab.data.templates import get_template  # noqa: E402
 from tunelab.infer.chat_model import ChatModel  # noqa: E402
 from tunelab.infer.params import SamplingParams  # noqa: E402
 from tunelab.testing import fixture_tokenizer_path  # noqa: E402
-
-API_KEY = "sk-test-0123456789"
 
 
 @pytest.fixture(scope="session")

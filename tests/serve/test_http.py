@@ -9,8 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _fakes import FakeScorer
-from conftest import API_KEY
+from _fakes import API_KEY, FakeScorer
 
 from tunelab.serve.auth import check_api_key
 from tunelab.serve.errors import ApiError
