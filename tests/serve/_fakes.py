@@ -78,9 +78,11 @@ class FakeEngine(Engine):
         self.delay = delay
         self.started = 0
         self.last_params: SamplingParams | None = None
+        self.last_prompt = ""
 
     def stream(self, prompt_ids: list[int], params: SamplingParams) -> TextStream:
         self.last_params = params
+        self.last_prompt = self.tokenizer.decode(prompt_ids)
         return FakeStream(self, prompt_ids, params)
 
 
