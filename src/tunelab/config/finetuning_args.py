@@ -74,6 +74,10 @@ class FinetuningArguments:
     ppo_whiten_rewards: bool = field(default=False, metadata={"help": "PPO: whiten rewards before advantages."})
     ref_model: str | None = field(default=None, metadata={"help": "Reference model for DPO / KTO / PPO."})
     ref_model_adapters: str | None = field(default=None, metadata={"help": "Adapters of the reference model."})
+    precompute_ref_log_probs: bool = field(
+        default=False,
+        metadata={"help": "dpo / kto: compute the reference log-probabilities once before training, then free the reference."},
+    )
     ref_model_quantization_bit: int | None = field(default=None, metadata={"help": "Quantize the reference model."})
     reward_model: str | None = field(default=None, metadata={"help": "Reward model for PPO."})
     reward_model_adapters: str | None = field(default=None, metadata={"help": "Adapters of the reward model."})
