@@ -1,0 +1,95 @@
+"""Ollama Modelfiles: pinned by a golden file per named template, and rendered (with a small Go-template
+interpreter) to the same text as tunelab's own rendering of the template."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from _gotemplate import render
+from tunelab.data.conversation import Message, Role
+from tunelab.data.templates import SpecialTokens, list_templates
+from tunelab.data.templates.base import BOS
+from tunelab.export.modelfile import modelfile_text
+
+GOLDEN = Path(__file__).parent / "golden" / "modelfile"
+TOKENS = SpecialTokens(bos="<s>", eos="</s>")
+NAMES = [template.name for template in list_templates()]
+
+
+@pytest.mark.parametrize("template", list_templates(), ids=NAMES)
+def test_modelfile_matches_golden(template):
+    text = modelfile_text(template, TOKENS)
+    golden = GOLDEN / f"{template.name}.Modelfile"
+    if os.environ.get("TUNELAB_UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8"), f"regenerate with TUNELAB_UPDATE_GOLDEN=1 after checking {golden}"
+
+
+def test_every_named_template_has_a_golden_file():
+    assert sorted(p.stem for p in GOLDEN.glob("*.Modelfile")) == sorted(NAMES)
+
+
+def _template_block(text: str) -> str:
+    return re.search(r'^TEMPLATE """(.*?)"""$', text, re.DOTALL | re.MULTILINE).group(1)
+
+
+CONVERSATIONS = [
+    ("", [("user", "Hi there")]),
+    ("Answer briefly.", [("user", "What is 2+2?"), ("assistant", "4."), ("user", "And 3+3?")]),
+    ("", [("user", "One"), ("assistant", "Two"), ("user", "Three"), ("assistant", "Four"), ("user", "Five")]),
+]
+
+
+@pytest.mark.parametrize("template", list_templates(), ids=NAMES)
+def test_modelfile_template_renders_like_tunelab(template):
+    """What Ollama sends to llama.cpp equals tunelab's rendering, minus the bos that llama.cpp adds."""
+    go = _template_block(modelfile_text(template, TOKENS))
+    for system, turns in CONVERSATIONS:
+        messages = [Message(Role.USER if role == "user" else Role.ASSISTANT, content) for role, content in turns]
+        segments = template.render(messages, system=system or None, tokens=TOKENS, add_generation_prompt=True)
+        want = "".join(s.text for s in segments if not s.extra)
+        first_bos = TOKENS.fill(BOS)
+        if BOS in template.prefix or template.user.startswith(BOS):
+            assert want.startswith(first_bos)
+            want = want[len(first_bos):]
+        data = {"System": system or template.default_system, "Tools": [],
+                "Messages": [{"Role": role, "Content": content, "ToolCalls": []} for role, content in turns]}
+        assert render(go, data) == want, (template.name, turns)
+
+
+def test_qwen_modelfile_writes_tools_and_tool_calls():
+    template = next(t for t in list_templates() if t.name == "qwen")
+    go = _template_block(modelfile_text(template, TOKENS))
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    data = {
+        "System": "", "Tools": [tool],
+        "Messages": [
+            {"Role": "user", "Content": "Weather in Paris?", "ToolCalls": []},
+            {"Role": "assistant", "Content": "", "ToolCalls": [{"Function": {"Name": "get_weather", "Arguments": '{"city":"Paris"}'}}]},
+            {"Role": "tool", "Content": "18C", "ToolCalls": []},
+        ],
+    }
+    text = render(go, data)
+    assert text.startswith("<|im_start|>system\n# Tools\n\nYou may call one or more functions")
+    assert '<tools>\n{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}\n</tools>' in text
+    assert text.endswith(
+        '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city":"Paris"}}\n</tool_call><|im_end|>\n'
+        "<|im_start|>user\n<tool_response>\n18C\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_modelfile_parameters():
+    qwen = next(t for t in list_templates() if t.name == "qwen")
+    text = modelfile_text(qwen, SpecialTokens(bos="", eos="<|im_end|>"), "./model-f16.gguf")
+    assert "FROM ./model-f16.gguf\n" in text
+    assert 'SYSTEM """You are Qwen, created by Alibaba Cloud. You are a helpful assistant."""' in text
+    assert text.count("PARAMETER stop") == 1 and 'PARAMETER stop "<|im_end|>"' in text
+    llama3 = next(t for t in list_templates() if t.name == "llama3")
+    text = modelfile_text(llama3, SpecialTokens(bos="<|begin_of_text|>", eos="<|eot_id|>"))
+    assert 'PARAMETER stop "<|eot_id|>"\nPARAMETER stop "<|eom_id|>"\n' in text
+    assert "<|begin_of_text|>" not in text  # llama.cpp adds the bos token itself
