@@ -26,7 +26,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("webchat", "chat with a model in the browser", None, "inference (chat / webchat / api)"),
     Subcommand("api", "serve a model behind an OpenAI-compatible API", None, "inference (chat / webchat / api)"),
     Subcommand("export", "merge adapters, shard, quantize and export a model", None, "export"),
-    Subcommand("eval", "evaluate a model on benchmarks or a data set", None, "evaluation"),
+    Subcommand("eval", "evaluate a model on benchmarks (MMLU / CMMLU / C-Eval layout) or a data set", "tunelab.cli.cmd_eval"),
     Subcommand("webui", "the web UI that trains, evaluates, chats and exports", None, "web UI (tunelab board)"),
     Subcommand("check", "validate a config without loading weights and print it resolved", "tunelab.cli.cmd_check"),
     Subcommand("data", "check data sets: `tunelab data check NAME[,NAME]`", "tunelab.cli.cmd_data"),
