@@ -32,6 +32,9 @@ def _chunk_pretraining(rows: list[dict[str, Any]], cutoff_len: int) -> list[dict
     return out
 
 
+UNPACKED_STAGES = ("rm", "dpo", "kto")  # rows that are not one token sequence (chosen_* / rejected_*, kto_tag)
+
+
 def _shape(dataset: Any, config: Config) -> Any:
     """Chunk pre-training text and pack rows as `packing` asks; pass other data through unchanged."""
     if dataset is None:
@@ -39,6 +42,8 @@ def _shape(dataset: Any, config: Config) -> Any:
     if isinstance(dataset, dict):
         return {name: _shape(part, config) for name, part in dataset.items()}
     stage, cutoff = config.finetuning.stage, config.data.cutoff_len
+    if stage in UNPACKED_STAGES:
+        return dataset  # pairs / kto rows: padded by their own collators, never packed
     if stage == "pt":
         rows = _chunk_pretraining(_rows(dataset), cutoff)
     elif config.data.packing:
@@ -72,5 +77,7 @@ def prepare_data(config: Config, tokenizer: Any, template: Any) -> PreparedData:
         from tunelab.errors import UserError
 
         raise UserError(f"dataset {config.data.dataset}: no training examples left after loading.")
-    return PreparedData(train=_shape(splits.train, config), eval=_shape(splits.eval, config),
-                        packed=bool(config.data.packing))
+    packed = bool(config.data.packing) and stage not in UNPACKED_STAGES
+    if config.data.packing and not packed:
+        logger.warning("packing does not apply to stage %s: its rows are padded per batch instead", stage)
+    return PreparedData(train=_shape(splits.train, config), eval=_shape(splits.eval, config), packed=packed)

@@ -27,9 +27,14 @@ STAGES: dict[str, Stage] = {
                 "continued pre-training on plain text"),
     "sft": Stage("sft", "tunelab.train.base_trainer:TunelabTrainer", "tunelab.train.collators:lm_collator",
                  "supervised fine-tuning on conversations"),
+    "rm": Stage("rm", "tunelab.train.rm_trainer:RewardTrainer", "tunelab.train.pair_collators:pair_collator",
+                "reward modelling: a value head trained on chosen / rejected pairs"),
+    "dpo": Stage("dpo", "tunelab.train.pref_trainer:PreferenceTrainer", "tunelab.train.pair_collators:pair_collator",
+                 "preference optimisation on pairs (pref_loss: sigmoid, hinge, ipo, kto_pair, orpo, simpo)"),
+    "kto": Stage("kto", "tunelab.train.kto_trainer:KTOTrainer", "tunelab.train.pair_collators:kto_collator",
+                 "KTO on examples labelled desirable or undesirable (kto_tag)"),
 }
-NOT_YET = {"rm": "reward modelling", "dpo": "preference training", "kto": "preference training",
-           "ppo": "online RL", "grpo": "online RL"}
+NOT_YET = {"ppo": "online RL", "grpo": "online RL"}
 
 
 def get_stage(name: str) -> Stage:

@@ -1,0 +1,76 @@
+"""`stage: kto`: Kahneman-Tversky optimisation on examples labelled desirable or undesirable (`kto_tag`).
+
+Each batch holds the examples and, from the collator, their mismatched rows (x_i, y_{i-1}); the
+policy-vs-reference KL on those rows is KTO's reference point z₀ (Ethayarajh et al. 2024, sec. 4.1).
+The policy scores the examples with gradients and the mismatched rows without (z₀ is detached
+anyway); the reference scores both in one no-grad pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from tunelab.train import losses as L
+from tunelab.train.logprobs import forward_token_logps, sequence_logps
+from tunelab.train.pref_trainer import ReferenceTrainer
+
+logger = logging.getLogger("tunelab.train")
+
+
+def rows(batch: dict[str, Any], part: slice) -> dict[str, Any]:
+    return {k: batch[k][part] for k in ("input_ids", "attention_mask", "labels")}
+
+
+class KTOTrainer(ReferenceTrainer):
+    """KTO with `pref_beta`, `kto_chosen_weight` (λ_D), `kto_rejected_weight` (λ_U) and `pref_ftx`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.args.per_device_train_batch_size < 2:
+            logger.warning("kto: per_device_train_batch_size is 1, so each example's mismatched KL row is the example "
+                           "itself and the KL estimate equals its own reward; use a batch size of 2 or more.")
+
+    def reference_values(self, ref: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        token_logps, mask = forward_token_logps(ref, rows(batch, slice(None)))
+        logps, _ = sequence_logps(token_logps, mask)
+        half = logps.shape[0] // 2
+        return {"ref_logps": logps[:half], "ref_kl_logps": logps[half:]}
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        ft = self.config.finetuning
+        tags = inputs["kto_tags"].bool()
+        count = tags.shape[0]
+        token_logps, mask = forward_token_logps(model, rows(inputs, slice(0, count)))
+        logps, lengths = sequence_logps(token_logps, mask)
+        with torch.no_grad():
+            kl_token_logps, kl_mask = forward_token_logps(model, rows(inputs, slice(count, None)))
+            kl_logps, _ = sequence_logps(kl_token_logps, kl_mask)
+        if "ref_logps" in inputs:
+            ref_logps, ref_kl_logps = inputs["ref_logps"], inputs["ref_kl_logps"]
+        else:
+            with self.reference() as ref:
+                values = self.reference_values(ref, inputs)
+            ref_logps, ref_kl_logps = values["ref_logps"], values["ref_kl_logps"]
+        kl = L.kto_kl_estimate(kl_logps, ref_kl_logps)
+        ratios = logps - ref_logps
+        losses = L.kto_loss(ratios[tags], ratios[~tags], kl, ft.pref_beta, ft.kto_chosen_weight, ft.kto_rejected_weight)
+        loss = losses.mean()
+        parts: dict[str, Any] = {"kl": kl}
+        avg = logps / lengths.clamp(min=1)
+        if ft.pref_ftx > 1e-6 and bool(tags.any()):
+            sft = L.sft_loss(avg[tags]).mean()
+            parts["loss/kto"], parts["loss/sft"] = loss.detach(), sft.detach()
+            loss = loss + ft.pref_ftx * sft
+        rewards = ft.pref_beta * ratios.detach()
+        if bool(tags.any()):
+            parts["rewards/chosen"], parts["logps/chosen"] = rewards[tags], logps[tags].detach()
+        if bool((~tags).any()):
+            parts["rewards/rejected"], parts["logps/rejected"] = rewards[~tags], logps[~tags].detach()
+        if bool(tags.any()) and bool((~tags).any()):
+            parts["rewards/margins"] = rewards[tags].mean() - rewards[~tags].mean()
+        self.record(model, parts)
+        return (loss, {"rewards": rewards}) if return_outputs else loss

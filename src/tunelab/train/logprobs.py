@@ -1,0 +1,117 @@
+"""Per-token and per-sequence log-probabilities of labelled tokens, without holding the full logits.
+
+A [batch, length, vocab] float32 logits tensor is the largest thing a preference step builds (for a
+150k vocabulary it dwarfs the activations). Here the model runs with `logits_to_keep=1`, the last
+hidden states go through the output head only at labelled positions, a chunk of tokens at a time,
+and each chunk is checkpointed: its logits exist only while that chunk is computed (forward, and
+again in backward), never all at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+IGNORE_INDEX = -100
+DEFAULT_CHUNK_TOKENS = 1024
+Tensor = torch.Tensor
+
+
+def shift_labels(labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Labels aligned with the logits that predict them (position t predicts token t+1), and their mask."""
+    shifted = labels[:, 1:]
+    return shifted, shifted != IGNORE_INDEX
+
+
+def token_logps_from_logits(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Reference form on full logits [B, T, V]: log-prob of each label ([B, T-1], 0 where masked) and the mask."""
+    shifted, mask = shift_labels(labels)
+    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    picked = logps.gather(-1, shifted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return picked * mask, mask
+
+
+def _chunk_logps(hidden: Tensor, targets: Tensor, head: Any, scale: Any) -> Tensor:
+    logits = scale(head(hidden).float())
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def logit_transform(model_config: Any) -> Any:
+    """The output-logit adjustments some families apply after the head (soft-capping, scaling)."""
+    softcap = getattr(model_config, "final_logit_softcapping", None)
+    logit_scale = getattr(model_config, "logit_scale", None)  # cohere: multiplies
+    logits_scaling = getattr(model_config, "logits_scaling", None)  # granite: divides
+
+    def apply(logits: Tensor) -> Tensor:
+        if logit_scale:
+            logits = logits * logit_scale
+        if logits_scaling:
+            logits = logits / logits_scaling
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        return logits
+
+    return apply
+
+
+def token_logps_from_hidden(hidden: Tensor, head: Any, labels: Tensor, *, scale: Any = None,
+                            chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> tuple[Tensor, Tensor]:
+    """Like `token_logps_from_logits`, from the last hidden states [B, T, H] and the output head.
+
+    Only labelled positions go through the head, `chunk_tokens` at a time; under autograd each chunk
+    is recomputed in backward (activation checkpointing), so at most one chunk of logits is alive.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    shifted, mask = shift_labels(labels)
+    states = hidden[:, :-1][mask]  # [N, H], only the tokens whose log-prob is needed
+    targets = shifted[mask]
+    scale = scale or (lambda x: x)
+    pieces = []
+    for start in range(0, targets.shape[0], chunk_tokens):
+        h, y = states[start : start + chunk_tokens], targets[start : start + chunk_tokens]
+        if torch.is_grad_enabled() and h.requires_grad:
+            pieces.append(checkpoint(_chunk_logps, h, y, head, scale, use_reentrant=False))
+        else:
+            pieces.append(_chunk_logps(h, y, head, scale))
+    flat = torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
+    out = torch.zeros(mask.shape, dtype=torch.float32, device=hidden.device)
+    out = out.masked_scatter(mask, flat)
+    return out, mask
+
+
+def unwrap(model: Any) -> Any:
+    """The module under DDP / accelerate wrappers (PeftModel and PreTrainedModel are kept)."""
+    while hasattr(model, "module") and not hasattr(model, "get_output_embeddings"):
+        model = model.module
+    return model
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a collated batch the model's forward takes."""
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+
+
+def forward_hidden(model: Any, batch: dict[str, Any]) -> Tensor:
+    """Last (post-norm) hidden states of a forward pass that computes logits for one position only.
+
+    The forward goes through `model` itself (not a sub-module), so DDP / DeepSpeed wrappers and
+    LoRA adapters act exactly as in any training step.
+    """
+    outputs = model(**model_inputs(batch), output_hidden_states=True, logits_to_keep=1, use_cache=False)
+    return outputs.hidden_states[-1]
+
+
+def forward_token_logps(model: Any, batch: dict[str, Any], *, chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+                        ) -> tuple[Tensor, Tensor]:
+    """Per-token log-probs [B, T-1] of `batch["labels"]` under `model`, and the label mask."""
+    inner = unwrap(model)
+    hidden = forward_hidden(model, batch)
+    return token_logps_from_hidden(hidden, inner.get_output_embeddings(), batch["labels"],
+                                   scale=logit_transform(inner.config), chunk_tokens=chunk_tokens)
+
+
+def sequence_logps(token_logps: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Summed log-prob of each sequence's labelled tokens [B] and their count [B]."""
+    return (token_logps * mask).sum(-1), mask.sum(-1)
