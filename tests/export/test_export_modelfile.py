@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from _gotemplate import render
+
 from tunelab.data.conversation import Message, Role
 from tunelab.data.templates import SpecialTokens, list_templates
 from tunelab.data.templates.base import BOS

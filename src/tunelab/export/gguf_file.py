@@ -173,7 +173,13 @@ def _add_tokenizer(writer: Any, folder: Path, vocab_size: int) -> None:
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=len(tokens))
-    special.add_to_gguf(writer)
+    quiet = logging.getLogger("gguf")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # it logs the whole chat template at INFO
+    try:
+        special.add_to_gguf(writer)
+    finally:
+        quiet.setLevel(level)
     if not special.chat_template and getattr(tokenizer, "chat_template", None):
         template = tokenizer.chat_template
         writer.add_chat_template(template if isinstance(template, str) else template.get("default", ""))

@@ -9,8 +9,10 @@ the adapter moves the logits, so a check that passes only because the adapter do
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tunelab.data.conversation import Message, Role
@@ -102,20 +104,40 @@ def require_pass(check: Check, where: str) -> None:
         )
 
 
-def chat_template_check(original: Any, exported: Any) -> None:
-    """The exported tokenizer must render conversations exactly like the original one."""
+def saved_chat_template(folder: Path) -> str | None:
+    """The chat template an exported folder carries (chat_template.jinja, or tokenizer_config.json)."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        value = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+        if isinstance(value, list):  # several named templates: transformers uses "default"
+            value = next((t["template"] for t in value if t.get("name") == "default"), None)
+        return value
+    return None
+
+
+def chat_template_check(original: Any, folder: Path) -> None:
+    """The exported folder's chat template must render conversations exactly like the original tokenizer.
+
+    Rendering uses the original tokenizer with the saved template text, which is what
+    `AutoTokenizer.from_pretrained(folder)` would apply, without loading a second tokenizer.
+    """
     conversation = [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "Hi there"},
         {"role": "assistant", "content": "Hello! How can I help?"},
         {"role": "user", "content": "Tell me a joke."},
     ]
-    if not getattr(original, "chat_template", None):
+    own = getattr(original, "chat_template", None)
+    if not own:
         return
-    if not getattr(exported, "chat_template", None):
-        raise UserError("the exported tokenizer has no chat template, but the original has one")
+    saved = saved_chat_template(folder)
+    if not saved:
+        raise UserError(f"the exported tokenizer in {folder} has no chat template, but the original has one")
     want = original.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-    got = exported.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    got = original.apply_chat_template(conversation, chat_template=saved, tokenize=False, add_generation_prompt=True)
     if want != got:
-        raise UserError("the exported tokenizer's chat template renders differently from the original's")
-    logger.info("export check: the exported tokenizer's chat template renders like the original's")
+        raise UserError(f"the chat template saved in {folder} renders differently from the original tokenizer's")
+    logger.info("export check: the exported chat template renders like the original's")
