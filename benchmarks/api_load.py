@@ -1,6 +1,6 @@
 """Bounded load test of `tunelab api`: N concurrent streaming chat requests from this process.
 
-    python benchmarks/api_load.py                         # starts `tunelab api` on tunelab/tiny-chat itself
+    python benchmarks/api_load.py                         # starts `tunelab api` on a tiny random Qwen2 itself
     python benchmarks/api_load.py --url http://127.0.0.1:8000 --api-key KEY --requests 50
 
 Correctness first: each prompt's greedy (temperature 0) answer is fetched once, non-streaming, as
@@ -151,8 +151,16 @@ async def run_load(url: str, api_key: str | None, requests: int, concurrency: in
 
 
 def start_server(model: str, port: int, env_extra: dict[str, str]) -> subprocess.Popen[bytes]:
-    """`tunelab api` on loopback as a separate process (the load comes from this one)."""
-    config = Path(tempfile.mkdtemp(prefix="tunelab-bench-")) / "infer.yaml"
+    """`tunelab api` on loopback as a separate process (the load comes from this one).
+
+    `tiny-qwen2` builds a random 2-layer Qwen2 with the real Qwen2.5 tokenizer (untied output head,
+    so greedy answers are varied text: comparing them to the references means something)."""
+    folder = Path(tempfile.mkdtemp(prefix="tunelab-bench-"))
+    if model == "tiny-qwen2":
+        from tunelab.testing import TinyModelSpec, build_tiny_model
+
+        model = str(build_tiny_model(folder / "model", family="qwen2", spec=TinyModelSpec(tie_word_embeddings=False), seed=3))
+    config = folder / "infer.yaml"
     config.write_text(f"model_name_or_path: {model}\ntemplate: qwen\ninfer_backend: huggingface\n", encoding="utf-8")
     env = {**os.environ, "API_HOST": "127.0.0.1", "API_PORT": str(port), **env_extra}
     code = "import sys; from tunelab.cli.main import main; sys.exit(main(['api', *sys.argv[1:]]))"
@@ -184,7 +192,8 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, timeout: flo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running server (loopback only); default: start one")
-    parser.add_argument("--model", default="tunelab/tiny-chat", help="model to serve when starting the server")
+    parser.add_argument("--model", default="tiny-qwen2", help="model to serve when starting the server "
+                        "(a folder, tunelab/tiny-chat, or tiny-qwen2: a random tiny Qwen2)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--requests", type=int, default=50)
@@ -210,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = asyncio.run(run_load(url, args.api_key, args.requests, args.concurrency, args.max_tokens, args.deadline))
         if process is not None:
             summary["server_max_concurrent"] = args.max_concurrent or 1
+            summary["model"] = args.model
+        summary["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS", "unset")
     finally:
         if process is not None:
             process.terminate()

@@ -27,7 +27,7 @@ def test_chat_through_a_pipe(tiny_model_dir: Path, tmp_path: Path) -> None:
     chat_model = load_chat_model(parse_config([str(config)]))
     first = chat_model.stream_chat([Message(Role.USER, "hello")]).text()
     second = chat_model.stream_chat([Message(Role.USER, "what is up")]).text()  # history was cleared
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", CHAT, str(config)], input="hello\nclear\n\nwhat is up\nexit\nnever\n",
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr

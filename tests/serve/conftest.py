@@ -86,3 +86,15 @@ def serve() -> Iterator[Callable[..., LiveServer]]:
     yield start
     for live in servers:
         live.__exit__()
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run several times faster on one intra-op thread than on two contended ones
+    (see docs/benchmarks.md); restored afterwards so other test folders keep their setting."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

@@ -33,7 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                       "infer_backend: huggingface\n", encoding="utf-8")
     port = free_port()
     env = {**os.environ, "API_PORT": str(port), "API_KEY": KEY, "API_MODEL_NAME": "tiny",
-           "API_MAX_CONCURRENT": "2", "HF_HUB_OFFLINE": "1", "TUNELAB_CACHE": str(root / "cache")}
+           "API_MAX_CONCURRENT": "2", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TUNELAB_CACHE": str(root / "cache")}
     env.pop("API_HOST", None)
     process = subprocess.Popen([sys.executable, "-c", API, str(config)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
