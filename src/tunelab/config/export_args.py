@@ -11,7 +11,7 @@ class ExportArguments:
     """Merged-model export settings, with the anchor's names and defaults."""
 
     export_dir: str | None = field(default=None, metadata={"help": "Folder to write the exported model to."})
-    export_size: int = field(default=5, metadata={"help": "Largest shard size in GB."})
+    export_size: float = field(default=5, metadata={"help": "Largest shard size in GB (10^9 bytes); fractions allowed."})
     export_device: Literal["cpu", "auto"] = field(default="cpu", metadata={"help": "Device used to merge: cpu or auto (GPU)."})
     export_dtype: Literal["auto", "float16", "bfloat16", "float32"] = field(
         default="auto", metadata={"help": "tunelab: dtype of the exported weights; auto keeps the model's dtype."}

@@ -16,6 +16,10 @@ class TrainingArguments(Seq2SeqTrainingArguments):
         default=False,
         metadata={"help": "Start afresh even if output_dir holds checkpoints (otherwise tunelab asks you to choose)."},
     )
+    max_nonfinite_steps: int = field(
+        default=10,
+        metadata={"help": "tunelab: optimizer steps with a non-finite loss or gradient are skipped; stop after this many."},
+    )
     logging_dir: str | None = field(
         default=None, metadata={"help": "Folder for TensorBoard event files. Default: output_dir/runs."}
     )

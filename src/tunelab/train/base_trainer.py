@@ -7,6 +7,7 @@ stock counter wrong), LoRA+ learning rates, and the tokenizer saved with its cha
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from transformers import Seq2SeqTrainer
@@ -24,6 +25,36 @@ class TunelabTrainer(Seq2SeqTrainer):
         self.config = config  # the resolved tunelab Config: stages read their own keys from it
         self.loraplus_lr_ratio = config.finetuning.loraplus_lr_ratio if config is not None else None
         self.loraplus_lr_embedding = config.finetuning.loraplus_lr_embedding if config is not None else 1e-6
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """Write the checkpoint into a staging folder, then rename it into place (see atomic_checkpoint)."""
+        from transformers.trainer import rotate_checkpoints
+
+        from tunelab.train.atomic_checkpoint import publish, save_failed, staging_root
+
+        run_dir = self._get_output_dir(trial=trial)
+        name = f"checkpoint-{self.state.global_step}"
+        previous = self.state.best_model_checkpoint or _latest_checkpoint(run_dir)
+        self._staging_run_dir = str(staging_root(run_dir))
+        try:
+            super()._save_checkpoint(model, trial)
+        except OSError as error:
+            raise save_failed(self.state.global_step, error, previous) from None
+        finally:
+            self._staging_run_dir = None
+        if self.args.should_save:
+            publish(staging_root(run_dir) / name, Path(run_dir) / name)
+            best = self.state.best_model_checkpoint
+            if best and str(staging_root(run_dir)) in best:
+                self.state.best_model_checkpoint = best.replace(str(staging_root(run_dir)), str(run_dir))
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        if self.args.world_size > 1:
+            self.accelerator.wait_for_everyone()
+
+    def _get_output_dir(self, trial: Any) -> str:
+        staging = getattr(self, "_staging_run_dir", None)
+        return staging if staging else super()._get_output_dir(trial=trial)
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
         tokens = inputs.pop(TOKEN_COUNT_KEY, None)
@@ -71,3 +102,10 @@ class TunelabTrainer(Seq2SeqTrainer):
         optimizer_kwargs.pop("lr", None)
         logger.info("LoRA+: lora_B learning rate = %g (ratio %g)", lr * self.loraplus_lr_ratio, self.loraplus_lr_ratio)
         return optimizer_cls([g for g in param_groups if g["params"]], **optimizer_kwargs)
+
+
+def _latest_checkpoint(run_dir: str) -> str | None:
+    from tunelab.train.checkpoints import list_checkpoints
+
+    found = list_checkpoints(Path(run_dir))
+    return str(found[-1]) if found else None

@@ -26,7 +26,10 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
 
 def resolve_resume(output_dir: str, resume_from_checkpoint: str | None, overwrite_output_dir: bool) -> str | None:
     """The checkpoint to resume from, or None for a fresh run; refuses to pick for the user."""
+    from tunelab.train.atomic_checkpoint import discard_staging
+
     out = Path(output_dir)
+    discard_staging(out)
     checkpoints = list_checkpoints(out)
     if resume_from_checkpoint is not None and str(resume_from_checkpoint).lower() in ("true", "1", "yes"):
         if not checkpoints:

@@ -28,6 +28,14 @@ class TrainerLogCallback(TrainerCallback):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if state.global_step == 0 and self.path.exists():
                 self.path.unlink()  # a fresh run; a resumed one appends
+            elif self.path.exists():
+                self._drop_after(state.global_step)
+
+    def _drop_after(self, step: int) -> None:
+        """A resumed run repeats the steps after its checkpoint: their old lines are removed."""
+        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:

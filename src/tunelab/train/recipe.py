@@ -60,6 +60,8 @@ def run_training(config: Config) -> TrainingRun:
     from tunelab.model.quantization import quantization_config
     from tunelab.model.tuning import apply_tuning
     from tunelab.train.checkpoints import resolve_resume
+    from tunelab.train.guards import NonFiniteGuard
+    from tunelab.train.interrupt import InterruptCallback
     from tunelab.train.data_prep import prepare_data
     from tunelab.train.log_callback import TrainerLogCallback
     from tunelab.train.outputs import save_tokenizer, write_resolved_config
@@ -75,6 +77,7 @@ def run_training(config: Config) -> TrainingRun:
     from tunelab.config.training_build import build_training_arguments
 
     args = build_training_arguments(values)
+    check_output_dir(output_dir)
     transformers.set_seed(args.seed)
     model_path = resolve_model_path(config.model.model_name_or_path)
     tokenizer = load_tokenizer(config.model, model_path)
@@ -93,19 +96,23 @@ def run_training(config: Config) -> TrainingRun:
         logger.info("gradient checkpointing on: activations are recomputed to save memory")
     model = apply_tuning(model, config.finetuning, config.model, is_trainable=bool(args.do_train))
     pissa_init_dir = None
+    if args.do_train:
+        check_disk_space(output_dir, model, full_weights=config.finetuning.finetuning_type != "lora")
     if config.finetuning.pissa_init and config.finetuning.pissa_convert and args.do_train:
         pissa_init_dir = Path(output_dir) / "pissa_init"
         model.save_pretrained(pissa_init_dir)
 
     # 3. train
+    interrupt = InterruptCallback()
     trainer = trainer_class(stage)(
         model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
         data_collator=collator_factory(stage)(prepared, tokenizer, model, config), processing_class=tokenizer,
-        callbacks=[TrainerLogCallback(output_dir)], config=config,
+        callbacks=[NonFiniteGuard(args.max_nonfinite_steps), TrainerLogCallback(output_dir), interrupt],
+        config=config,
     )  # fmt: skip
     metrics: dict[str, Any] = {}
     if args.do_train:
-        result = trainer.train(resume_from_checkpoint=checkpoint)
+        result = _train(trainer, checkpoint, interrupt)
         if pissa_init_dir is not None:
             model.save_pretrained(output_dir, path_initial_model_for_weight_conversion=str(pissa_init_dir))
             logger.info("pissa_convert: saved the adapter as a plain LoRA adapter")
@@ -132,6 +139,57 @@ def run_training(config: Config) -> TrainingRun:
 
         plot_losses(output_dir)
     return TrainingRun(Path(output_dir), metrics, trainer.model, tokenizer, template)
+
+
+def _train(trainer: Any, checkpoint: str | None, interrupt: Any) -> Any:
+    """trainer.train() with SIGINT / SIGTERM turned into a clean stop and out-of-memory into a clear message."""
+    import signal
+
+    import torch
+
+    from tunelab.train.guards import out_of_memory_error
+    from tunelab.train.interrupt import stop_on_signals
+
+    try:
+        with stop_on_signals(interrupt):
+            result = trainer.train(resume_from_checkpoint=checkpoint)
+    except torch.OutOfMemoryError as error:
+        raise out_of_memory_error(error) from None
+    if interrupt.signal_number is not None:
+        step = trainer.state.global_step
+        stopped = UserError(f"stopped by {signal.Signals(interrupt.signal_number).name} at step {step}; checkpoint "
+                            f"saved to {Path(trainer.args.output_dir) / f'checkpoint-{step}'}. Continue with "
+                            "resume_from_checkpoint: true.")
+        stopped.exit_code = 128 + interrupt.signal_number
+        raise stopped
+    return result
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Refuse an output_dir that cannot be written before any time is spent."""
+    import tempfile
+
+    path = Path(output_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".tunelab-write-test-"):
+            pass
+    except OSError as error:
+        raise UserError(f"output_dir {path} is not writable ({error.strerror or error}); choose another "
+                        "output_dir or fix its permissions.") from None
+
+
+def check_disk_space(output_dir: str, model: Any, *, full_weights: bool) -> None:
+    """Refuse to start when output_dir's disk cannot hold one checkpoint (weights + optimizer state)."""
+    import shutil
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    saved = sum(p.numel() * p.element_size() for p in model.parameters()) if full_weights else trainable * 4
+    needed = saved + trainable * 4 * 2  # two AdamW moments in float32
+    free = shutil.disk_usage(output_dir).free
+    if free < needed:
+        raise UserError(f"output_dir {output_dir}: {free / 2**30:.2f} GiB free, but one checkpoint needs about "
+                        f"{needed / 2**30:.2f} GiB; free disk space or choose another output_dir.")
 
 
 def _predict(config: Config, model: Any, tokenizer: Any, template: Any, output_dir: str) -> dict[str, Any]:

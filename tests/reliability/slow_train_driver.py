@@ -1,0 +1,50 @@
+"""Runs `tunelab train` in a child process, pausing at a chosen moment so a test can kill it there.
+
+usage: python slow_train_driver.py {step|save} N MARKER SECONDS -- <tunelab train arguments>
+`step N`: pause inside optimizer step N (mid-step); `save N`: pause while checkpoint-N is half written.
+The marker file is created right before the pause, which lasts SECONDS.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    where, step, marker, seconds = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4])
+    argv = sys.argv[sys.argv.index("--") + 1 :]
+    from transformers import Trainer
+
+    from tunelab.cli.main import main as tunelab_main
+    from tunelab.train.base_trainer import TunelabTrainer
+
+    def pause() -> None:
+        marker.write_text("paused")
+        time.sleep(seconds)
+
+    if where == "step":
+        original_step = TunelabTrainer.training_step
+
+        def training_step(self, *args, **kwargs):
+            loss = original_step(self, *args, **kwargs)
+            if self.state.global_step + 1 == step:
+                pause()
+            return loss
+
+        TunelabTrainer.training_step = training_step
+    else:
+        original_save = Trainer._save_rng_state
+
+        def save_rng_state(self, output_dir):
+            original_save(self, output_dir)
+            if self.state.global_step == step:
+                pause()
+
+        Trainer._save_rng_state = save_rng_state
+    return tunelab_main(["train", *argv])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
