@@ -36,7 +36,7 @@ class ValueHead(torch.nn.Module):
 def hidden_size_of(model: Any) -> int:
     config = model.config
     text = getattr(config, "text_config", None) or config
-    return int(getattr(text, "hidden_size", None) or getattr(text, "n_embd"))
+    return int(getattr(text, "hidden_size", None) or text.n_embd)
 
 
 def attach_value_head(model: Any, head: ValueHead | None = None) -> ValueHead:

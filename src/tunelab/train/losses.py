@@ -86,8 +86,9 @@ def simpo_loss(chosen_avg_logps: Tensor, rejected_avg_logps: Tensor, beta: float
 
 
 def bco_pair_loss(chosen_logratios: Tensor, rejected_logratios: Tensor, beta: float, delta: float | Tensor) -> Tensor:
-    """BCO, Jung et al. 2024 ("Binary classifier optimization"), sec. 3, paired form: −log σ(β r_w − δ) − log σ(−(β r_l − δ)), where r is
-    the log-ratio and δ the reward shift, a running mean of past rewards kept by the trainer.
+    """BCO, Jung et al. 2024 ("Binary classifier optimization"), sec. 3, paired form:
+    −log σ(β r_w − δ) − log σ(−(β r_l − δ)), where r is the log-ratio and δ the reward shift, a running
+    mean of past rewards kept by the trainer.
 
     The DPO trainer mixes it in as (L_DPO + w·L_BCO) / (1 + w) with w = `pref_bco_weight` (the anchor's rule).
     """
