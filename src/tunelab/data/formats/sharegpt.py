@@ -60,6 +60,9 @@ def read_message(
     if tag is None:
         ck.add(f"{field}.{role_tag}", "missing required field")
         return None
+    if not isinstance(tag, str):
+        ck.add(f"{field}.{role_tag}", f"expected text, got {type_name(tag)}")
+        return None
     if tag == ctx.attr.tags["system_tag"]:
         ck.add(f"{field}.{role_tag}", f"a system turn ({tag!r}) is only allowed as the first message")
         return None
