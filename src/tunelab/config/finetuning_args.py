@@ -76,7 +76,7 @@ class FinetuningArguments:
     ref_model_adapters: str | None = field(default=None, metadata={"help": "Adapters of the reference model."})
     precompute_ref_log_probs: bool = field(
         default=False,
-        metadata={"help": "dpo / kto: compute the reference log-probabilities once before training, then free the reference."},
+        metadata={"help": "dpo: compute the reference log-probabilities once before training, then free the reference."},
     )
     ref_model_quantization_bit: int | None = field(default=None, metadata={"help": "Quantize the reference model."})
     reward_model: str | None = field(default=None, metadata={"help": "Reward model for PPO."})

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from tunelab.errors import UserError
 from tunelab.train import losses as L
 from tunelab.train.logprobs import forward_token_logps, sequence_logps
 from tunelab.train.pref_trainer import ReferenceTrainer
@@ -28,6 +29,11 @@ class KTOTrainer(ReferenceTrainer):
     """KTO with `pref_beta`, `kto_chosen_weight` (λ_D), `kto_rejected_weight` (λ_U) and `pref_ftx`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        config = kwargs.get("config")
+        if config is not None and config.finetuning.precompute_ref_log_probs:
+            raise UserError("precompute_ref_log_probs is not supported by stage kto: its KL rows pair each prompt with "
+                            "a response of the same (shuffled) batch, so their reference log-probs cannot be computed "
+                            "ahead; drop the key (with LoRA the reference costs no extra memory).")
         super().__init__(*args, **kwargs)
         if self.args.per_device_train_batch_size < 2:
             logger.warning("kto: per_device_train_batch_size is 1, so each example's mismatched KL row is the example "
