@@ -69,8 +69,29 @@ def test_data_check_names_file_row_field_and_reason(data_dir, capsys, name):
     assert "1 problem found" in out
 
 
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from tunelab.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"), family="qwen2")
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_training_stops_with_the_same_line(data_dir, name):
+def test_tunelab_train_stops_with_the_same_line(data_dir, name, tiny_model, capsys, monkeypatch):
+    monkeypatch.setenv("TUNELAB_CACHE", str(data_dir.parent / "cache"))
+    stage, expected = _setup(data_dir, name)
+    out = data_dir.parent / "out"
+    code = main(["train", f"--model_name_or_path={tiny_model}", f"--stage={stage}", "--do_train=true",
+                 "--template=qwen", "--dataset=bad", f"--dataset_dir={data_dir}", f"--output_dir={out}",
+                 "--max_steps=1", "--report_to=none"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err.splitlines()
+    assert not (out / "trainer_log.jsonl").exists()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_training_data_path_stops_with_the_same_line(data_dir, name):
     stage, expected = _setup(data_dir, name)
     with pytest.raises(InvalidDataError) as info:
         load_splits(DataArguments(dataset="bad", dataset_dir=str(data_dir)), stage)
