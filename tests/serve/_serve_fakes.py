@@ -12,6 +12,7 @@ It streams one token per piece, honours max_new_tokens and counts the end-of-tur
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -91,3 +92,10 @@ class FakeScorer:
 
     def score(self, texts: list[str], max_length: int | None = None) -> list[float]:
         return [float(len(t)) for t in texts]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

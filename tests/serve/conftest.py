@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 import threading
 import time
@@ -14,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _fakes import API_KEY, FakeEngine  # noqa: E402,F401
+from _serve_fakes import API_KEY, FakeEngine, free_port  # noqa: E402,F401
 
 from tunelab.data.templates import get_template  # noqa: E402
 from tunelab.infer.chat_model import ChatModel  # noqa: E402
@@ -37,12 +36,6 @@ def make_chat_model(qwen_tokenizer: Any) -> Callable[..., ChatModel]:
         return ChatModel(engine, template, SamplingParams(max_new_tokens=256), name="fake-model", scorer=scorer)
 
     return make
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LiveServer:

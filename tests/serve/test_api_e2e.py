@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from _serve_fakes import free_port
 
-from conftest import free_port
 from tunelab.testing import TinyModelSpec, build_tiny_model
 
 openai = pytest.importorskip("openai")

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _fakes import API_KEY, FakeScorer
+from _serve_fakes import API_KEY, FakeScorer
 
 from tunelab.serve.auth import check_api_key
 from tunelab.serve.errors import ApiError

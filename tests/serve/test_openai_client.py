@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from _fakes import API_KEY
+from _serve_fakes import API_KEY
 
 openai = pytest.importorskip("openai")
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _serve_fakes import free_port
 
-from conftest import free_port
 from tunelab.serve.webchat import WebchatSettings, launch_webchat, respond
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

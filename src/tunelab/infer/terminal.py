@@ -42,6 +42,10 @@ def run_terminal_chat(
     if interactive is None:
         interactive = stdin.isatty() and stdout.isatty()
     if interactive:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
         print(f"Chatting with {chat_model.name}. Type `clear` to reset the history, `exit` to quit.", file=stderr)
     history: list[Message] = []
     while True:
