@@ -122,6 +122,10 @@ def test_stop_sequences(client: Any) -> None:
     )
     assert reply.choices[0].message.content == "You said: hello. "
     assert reply.choices[0].finish_reason == "stop"
+    long_stop = client.chat.completions.create(
+        model="fake-model", messages=[{"role": "user", "content": "a long stop string here"}], stop="string here. The end"
+    )
+    assert long_stop.choices[0].message.content == "You said: a long stop "
     pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
         model="fake-model", messages=[{"role": "user", "content": "hello"}], stop="hello.", stream=True)
         if c.choices]
@@ -173,6 +177,9 @@ def test_wrong_api_key_is_401(client: Any, make_chat_model: Any) -> None:
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "user", "content": "hi"}], "temperature": 5}, "temperature"),
         ({"messages": [{"role": "user", "content": "hi"}], "n": 0}, "n"),
+        ({"messages": [{"role": "user", "content": "hi"}], "seed": 2**70}, "seed"),
+        ({"messages": [{"role": "user", "content": "hi"}], "stop": ["x"] * 17}, "stop"),
+        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
         ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0"),
         ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, "messages"),
         ({"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "late"}]}, "messages.1.role"),
