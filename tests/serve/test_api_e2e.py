@@ -35,14 +35,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {**os.environ, "API_PORT": str(port), "API_KEY": KEY, "API_MODEL_NAME": "tiny",
            "API_MAX_CONCURRENT": "2", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TUNELAB_CACHE": str(root / "cache")}
     env.pop("API_HOST", None)
-    process = subprocess.Popen([sys.executable, "-c", API, str(config)], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    log = (root / "server.log").open("w")  # a file, not a pipe: a full pipe would block the server
+    process = subprocess.Popen([sys.executable, "-c", API, str(config)], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"  # API_HOST unset: loopback is the default
     deadline = time.monotonic() + 90
     try:
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"tunelab api exited: {process.stderr.read() if process.stderr else ''}")
+                raise RuntimeError(f"tunelab api exited: {(root / 'server.log').read_text()[-2000:]}")
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                     break
@@ -54,6 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        log.close()
 
 
 @pytest.fixture
