@@ -129,7 +129,7 @@ def test_deepseek3_is_r1_without_the_opened_think_block() -> None:
 def test_every_named_template_with_an_official_fixture_is_checked() -> None:
     """The parity table covers each template that names an official counterpart (see docs/templates.md)."""
     checked = {name for name, _ in ALL_FAMILIES.values()} | {"deepseek3"}
-    without_fixture = {"default", "empty", "alpaca", "vicuna", "yuan", "auto"}
+    without_fixture = {"default", "empty", "fewshot", "alpaca", "vicuna", "yuan", "auto"}
     from tunelab.data.templates import list_templates
 
     names = {t if isinstance(t, str) else t.name for t in list_templates()}
@@ -151,3 +151,13 @@ def test_telechat2_default_system_prompt_is_written_without_a_system_message() -
     assert text == "<_system>你是中国电信星辰语义大模型，英文名是TeleChat，你是由中电信人工智能科技有限公司和中国电信人工智能研究院（TeleAI）研发的人工智能助手。\n<_user>Hello<_bot>Hi there<_end>\n"
     official = official_text(fixture, system, messages, False)
     assert official.endswith("\n<_user>Hello<_bot>Hi there<_end>\n") and official.startswith("<_system>你是中国电信星辰语义大模型")
+
+
+def test_fewshot_renders_plain_text_with_a_blank_line_after_each_answer() -> None:
+    """The anchor's eval template: no markup, so a base model reads continuous few-shot text."""
+    from tunelab.data.conversation import Message, Role
+    from tunelab.data.templates import get_template
+
+    template = get_template("fewshot")
+    messages = [Message(Role.USER, "Q1 Answer:"), Message(Role.ASSISTANT, "A"), Message(Role.USER, "Q2 Answer:")]
+    assert "".join(s.text for s in template.render(messages)) == "Q1 Answer:A\n\nQ2 Answer:"

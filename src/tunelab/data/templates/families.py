@@ -82,6 +82,13 @@ TEMPLATES: tuple[Template, ...] = (
         user=CONTENT,
     ),
     Template(
+        name="fewshot",
+        description="plain few-shot text for base models: no role markup, a blank line after each answer "
+        "(the anchor's template for benchmark evaluation)",
+        user=CONTENT,
+        assistant=CONTENT + "\n\n",
+    ),
+    Template(
         name="alpaca",
         description="Stanford Alpaca's '### Instruction: / ### Response:' format",
         user="### Instruction:\n" + CONTENT + "\n\n",
