@@ -4,6 +4,7 @@ A random tiny model cannot be asked for a tool call or a given sentence, so prot
 (tool_calls, stop, usage, streaming order) is tested against this engine, which answers by rule:
 - tools offered in the prompt (`<tools>`): a Qwen `<tool_call>` for get_weather(city=Paris);
 - a tool result last: "Tool said: <result>.";
+- a user message starting with "think:": a `<think>` block, then "Done.";
 - a chat prompt: "You said: <last user message>. The end.";
 - plain text (no chat markers): " and so on, and so on."
 It streams one token per piece, honours max_new_tokens and counts the end-of-turn token like hf.
@@ -32,6 +33,8 @@ def scripted_answer(prompt: str) -> str:
     results = re.findall(r"<tool_response>\n(.*?)\n</tool_response>", last, re.DOTALL)
     if results:
         return f"Tool said: {results[-1]}."
+    if last.startswith("think:"):
+        return "<think>\nLet me see.\n</think>\n\nDone."
     if "<tools>" in prompt:
         return TOOL_ANSWER
     if "<|im_start|>" not in prompt:

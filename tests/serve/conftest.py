@@ -30,9 +30,9 @@ def qwen_tokenizer() -> Any:
 
 @pytest.fixture
 def make_chat_model(qwen_tokenizer: Any) -> Callable[..., ChatModel]:
-    def make(delay: float = 0.0, scorer: Any = None) -> ChatModel:
+    def make(delay: float = 0.0, scorer: Any = None, template_name: str = "qwen") -> ChatModel:
         engine = FakeEngine(qwen_tokenizer, delay=delay)
-        template = get_template("qwen", qwen_tokenizer)
+        template = get_template(template_name, qwen_tokenizer)
         return ChatModel(engine, template, SamplingParams(max_new_tokens=256), name="fake-model", scorer=scorer)
 
     return make

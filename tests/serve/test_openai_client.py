@@ -193,3 +193,22 @@ def test_bad_requests_are_400(client: Any, kwargs: dict[str, Any], param: str) -
     assert info.value.status_code == 400
     assert info.value.body["type"] == "invalid_request_error"
     assert info.value.body["param"].startswith(param)
+
+
+def test_reasoning_model_thinking_is_reasoning_content(make_chat_model: Any, serve: Any) -> None:
+    live = serve(make_chat_model(template_name="qwen3"))
+    client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0)
+    messages = [{"role": "user", "content": "think: why?"}]
+    message = client.chat.completions.create(model="m", messages=messages).choices[0].message
+    assert message.content == "Done."
+    assert message.model_extra["reasoning_content"] == "Let me see."
+    chunks = list(client.chat.completions.create(model="m", messages=messages, stream=True))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas) == "Let me see."
+    assert "".join(d.content or "" for d in deltas) == "Done."
+
+
+def test_non_reasoning_template_keeps_text_as_is(client: Any) -> None:
+    message = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "think: why?"}]).choices[0].message
+    assert message.content == "<think>\nLet me see.\n</think>\n\nDone."
+    assert "reasoning_content" not in (message.model_extra or {})

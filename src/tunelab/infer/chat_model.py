@@ -20,6 +20,7 @@ from tunelab.data.templates.tools import ToolCall, get_tool_format, normalize_to
 from tunelab.errors import UserError
 from tunelab.infer.engine import Engine, TextStream
 from tunelab.infer.params import SamplingParams
+from tunelab.infer.reasoning import ReasoningSplitter, split_reasoning, splitter_for
 
 
 @dataclass
@@ -31,6 +32,7 @@ class ChatResult:
     prompt_tokens: int
     completion_tokens: int
     tool_calls: list[ToolCall] = field(default_factory=list)
+    reasoning: str | None = None  # the thinking block of reasoning templates, apart from `text`
 
 
 def new_call_id() -> str:
@@ -102,9 +104,16 @@ class ChatModel:
             stream.close()
         return self.finish(stream, text, tools)
 
-    def finish(self, stream: TextStream, text: str, tools: Any) -> ChatResult:
+    def reasoning_splitter(self) -> ReasoningSplitter | None:
+        """A fresh splitter of thinking and answer, for reasoning templates with thinking on."""
+        return splitter_for(self.template, self.enable_thinking)
+
+    def finish(self, stream: TextStream, text: str, tools: Any, *, split: bool = False) -> ChatResult:
+        """The result of a finished stream; `split` separates a reasoning model's thinking."""
+        reasoning, text = split_reasoning(text, self.reasoning_splitter()) if split else (None, text)
         calls = self.extract_tool_calls(text) if normalize_tools(tools) else None
         return ChatResult(
+            reasoning=reasoning,
             text=text,
             finish_reason="tool_calls" if calls else (stream.finish_reason or "stop"),
             prompt_tokens=stream.prompt_tokens,

@@ -19,6 +19,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from tunelab.data.templates.tools import ToolCall
 from tunelab.infer.chat_model import ChatModel, ChatResult, new_call_id
 from tunelab.infer.engine import TextStream
+from tunelab.infer.reasoning import REASONING, ReasoningSplitter
 from tunelab.serve.limiter import Slot
 from tunelab.serve.messages import to_internal
 from tunelab.serve.protocol import ChatCompletionRequest, now, usage
@@ -31,6 +32,14 @@ def tool_call_dicts(calls: list[ToolCall], *, with_index: bool = False) -> list[
         item: dict[str, Any] = {"id": new_call_id(), "type": "function", "function": {"name": call.name, "arguments": arguments}}
         out.append({"index": index, **item} if with_index else item)
     return out
+
+
+def _deltas(splitter: ReasoningSplitter | None, piece: str | None) -> list[dict[str, str]]:
+    """Chunk deltas of one streamed piece (None: the end), thinking as `reasoning_content`."""
+    if splitter is None:
+        return [{"content": piece}] if piece else []
+    parts = splitter.flush() if piece is None else splitter.feed(piece)
+    return [{"reasoning_content" if kind == REASONING else "content": text} for kind, text in parts]
 
 
 class ChatJob:
@@ -64,7 +73,7 @@ class ChatJob:
                 text = stream.text()
             finally:
                 stream.close()
-            results.append(self.chat_model.finish(stream, text, self.tools))
+            results.append(self.chat_model.finish(stream, text, self.tools, split=True))
         return results
 
     def response(self, results: list[ChatResult]) -> dict[str, Any]:
@@ -73,6 +82,8 @@ class ChatJob:
             message: dict[str, Any] = {"role": "assistant", "content": result.text}
             if result.tool_calls:
                 message = {"role": "assistant", "content": None, "tool_calls": tool_call_dicts(result.tool_calls)}
+            if result.reasoning is not None:
+                message["reasoning_content"] = result.reasoning
             choices.append({"index": index, "message": message, "finish_reason": result.finish_reason, "logprobs": None})
         prompt = results[0].prompt_tokens if results else 0
         return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model_name,
@@ -98,15 +109,21 @@ class ChatJob:
                 yield self.chunk(index, {"role": "assistant", "content": ""})
                 if self.tools:
                     text = await run_in_threadpool(stream.text)
-                    result = self.chat_model.finish(stream, text, self.tools)
+                    result = self.chat_model.finish(stream, text, self.tools, split=True)
+                    if result.reasoning:
+                        yield self.chunk(index, {"reasoning_content": result.reasoning})
                     if result.tool_calls:
                         yield self.chunk(index, {"tool_calls": tool_call_dicts(result.tool_calls, with_index=True)})
-                    elif text:
-                        yield self.chunk(index, {"content": text})
+                    elif result.text:
+                        yield self.chunk(index, {"content": result.text})
                     finish = result.finish_reason
                 else:
+                    splitter = self.chat_model.reasoning_splitter()
                     async for piece in iterate_in_threadpool(iter(stream)):
-                        yield self.chunk(index, {"content": piece})
+                        for delta in _deltas(splitter, piece):
+                            yield self.chunk(index, delta)
+                    for delta in _deltas(splitter, None):
+                        yield self.chunk(index, delta)
                     finish = stream.finish_reason or "stop"
                 completion_tokens += stream.completion_tokens
                 yield self.chunk(index, {}, finish)
