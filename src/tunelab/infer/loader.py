@@ -62,11 +62,12 @@ def _load_hf(config: Config, path: str, tokenizer: Any, stop_ids: list[int]) -> 
         model = model.to("cuda")
     scorer = None
     if config.finetuning.stage == "rm":
-        from tunelab.infer.scoring import RewardScorer, find_value_head
+        from tunelab.infer.scoring import RewardScorer
+        from tunelab.model.value_head import find_value_head
 
         head = find_value_head([*reversed(config.model.adapter_paths()), path])
         if head is None:
-            raise UserError(f"stage: rm, but no {'value_head.safetensors'} was found in the adapter or model folder; "
+            raise UserError("stage: rm, but no value_head.safetensors was found in the adapter or model folder; "
                             "a sequence-classification reward model is loaded with stage: rm and no adapter.")
         scorer = RewardScorer.from_value_head(model, tokenizer, head)
     engine = HfEngine(model, tokenizer, stop_ids)

@@ -3,7 +3,8 @@
 Two on-disk shapes of a reward model are understood: the standard transformers one
 (`AutoModelForSequenceClassification` with one label, what trl and most published reward models
 save), and the anchor's (a causal LM, maybe with a LoRA adapter, plus `value_head.safetensors`
-holding `v_head.summary.weight` / `.bias`), so reward models trained with LLaMA-Factory keep working.
+holding `v_head.summary.weight` / `.bias`, read by `tunelab.model.value_head`), so reward models
+trained with LLaMA-Factory or with `tunelab train stage: rm` both load.
 """
 
 from __future__ import annotations
@@ -14,17 +15,6 @@ from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger("tunelab.infer")
-
-VALUE_HEAD_FILE = "value_head.safetensors"
-
-
-def find_value_head(folders: Sequence[str]) -> Path | None:
-    """The anchor's value-head file in the last adapter folder, else in the model folder."""
-    for folder in folders:
-        path = Path(folder) / VALUE_HEAD_FILE
-        if path.is_file():
-            return path
-    return None
 
 
 class RewardScorer:
@@ -38,14 +28,10 @@ class RewardScorer:
     @classmethod
     def from_value_head(cls, model: Any, tokenizer: Any, path: Path) -> RewardScorer:
         import torch
-        from safetensors.torch import load_file
 
-        weights = load_file(str(path))
-        weight = weights["v_head.summary.weight"]
-        head = torch.nn.Linear(weight.shape[1], weight.shape[0], bias="v_head.summary.bias" in weights)
-        head.weight.data.copy_(weight)
-        if head.bias is not None:
-            head.bias.data.copy_(weights["v_head.summary.bias"])
+        from tunelab.model.value_head import load_value_head
+
+        head = load_value_head(path)
         logger.info("reward model: value head from %s", path)
         return cls(model, tokenizer, head.to(device=model.device, dtype=torch.float32))
 
@@ -61,5 +47,5 @@ class RewardScorer:
                     scores.append(float(self.model(input_ids=ids).logits[0, 0]))  # one label: the reward
                     continue
                 hidden = self.model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0, -1]
-                scores.append(float(self.value_head(hidden.float())[0]))
+                scores.append(float(self.value_head(hidden.float()).reshape(-1)[0]))
         return scores
