@@ -13,6 +13,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# The server needs the `api` extra; without it these tests skip instead of failing to import.
+for _module in ("fastapi", "uvicorn", "sse_starlette", "httpx"):
+    pytest.importorskip(_module, reason=f"tests/serve need {_module} (pip install 'tunelab[api]')")
+
 from _serve_fakes import API_KEY, FakeEngine, free_port  # noqa: E402,F401
 
 from tunelab.data.templates import get_template  # noqa: E402
