@@ -22,9 +22,9 @@ class Subcommand:
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("train", "fine-tune a model from a YAML config (pt, sft, rm, dpo, kto, ppo, grpo)", "tunelab.cli.cmd_train"),
-    Subcommand("chat", "chat with a model in the terminal", None, "inference (chat / webchat / api)"),
-    Subcommand("webchat", "chat with a model in the browser", None, "inference (chat / webchat / api)"),
-    Subcommand("api", "serve a model behind an OpenAI-compatible API", None, "inference (chat / webchat / api)"),
+    Subcommand("chat", "chat with a model in the terminal", "tunelab.cli.cmd_chat"),
+    Subcommand("webchat", "chat with a model in the browser", "tunelab.cli.cmd_webchat"),
+    Subcommand("api", "serve a model behind an OpenAI-compatible API", "tunelab.cli.cmd_api"),
     Subcommand("export", "merge adapters, shard, quantize and export a model (safetensors, GGUF, Ollama)",
                "tunelab.cli.cmd_export"),
     Subcommand("eval", "evaluate a model on benchmarks (MMLU / CMMLU / C-Eval layout) or a data set", "tunelab.cli.cmd_eval"),
