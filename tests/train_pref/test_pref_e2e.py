@@ -71,7 +71,7 @@ def test_lora_reference_and_full_copy_reference_agree(tiny_qwen, tmp_path, captu
     from tunelab.train.logprobs import forward_token_logps
     from tunelab.train.pair_collators import PairCollator
 
-    common = {"pref_ftx": 0.5, "max_steps": 3}
+    common = {"pref_ftx": 0.5, "max_steps": 2}
     lora = run_training(parse_config(pref_args(tiny_qwen, tmp_path / "lora", **common)))
     lora_trainer = capture_trainer["trainer"]
     full = run_training(parse_config(pref_args(tiny_qwen, tmp_path / "full", finetuning_type="full",
@@ -100,7 +100,7 @@ def test_lora_reference_and_full_copy_reference_agree(tiny_qwen, tmp_path, captu
 
 
 def test_precomputed_reference_gives_the_same_run(tiny_qwen, tmp_path, capture_trainer):
-    extra = {"finetuning_type": "full", "learning_rate": 1e-3, "max_steps": 3}
+    extra = {"finetuning_type": "full", "learning_rate": 1e-3, "max_steps": 2}
     run_training(parse_config(pref_args(tiny_qwen, tmp_path / "live", **extra)))
     run_training(parse_config(pref_args(tiny_qwen, tmp_path / "pre", precompute_ref_log_probs=True, **extra)))
     trainer = capture_trainer["trainer"]
@@ -114,7 +114,7 @@ def test_precomputed_reference_gives_the_same_run(tiny_qwen, tmp_path, capture_t
 @pytest.mark.parametrize(("pref_loss", "first_loss"), [("orpo", None), ("simpo", None), ("ipo", 25.0), ("hinge", 1.0)])
 def test_other_pref_losses_train(tiny_qwen, tmp_path, capture_trainer, pref_loss, first_loss):
     out = tmp_path / pref_loss
-    run_training(parse_config(pref_args(tiny_qwen, out, pref_loss=pref_loss, max_steps=2)))
+    run_training(parse_config(pref_args(tiny_qwen, out, pref_loss=pref_loss, max_steps=1)))
     lines = log_lines(out)
     assert all(torch.isfinite(torch.tensor(line["loss"])) for line in lines)
     if first_loss is not None:
@@ -172,9 +172,10 @@ def test_reward_model_learns_its_pairs_and_reloads_for_scoring(tiny_qwen, tmp_pa
     assert cmd_score.main([*cli_args, "--prompt", e.messages[-1].content, "--response", e.chosen.content]) == 0
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert float(printed) == pytest.approx(expected, abs=1e-5)
-    # the inference layer's scorer reads our file (the anchor's key layout)
-    legacy = RewardScorer.from_value_head(scorer.model, scorer.tokenizer, out / "value_head.safetensors")
-    assert torch.allclose(legacy.value_head.weight, scorer.head.summary.weight)
+    # the inference layer's scorer (API /v1/score/evaluation) reads the same file
+    served = RewardScorer.from_value_head(scorer.model, scorer.tokenizer, out / "value_head.safetensors")
+    served_weights = [p.detach().cpu() for p in served.value_head.parameters()]
+    assert all(torch.allclose(a, b) for a, b in zip(served_weights, scorer.head.parameters(), strict=True))
 
 
 def test_kto_trains_with_a_kl_estimate(tiny_qwen, tmp_path):
@@ -219,3 +220,17 @@ def test_train_from_yaml_and_refusals(tiny_qwen, tmp_path, capsys):
     smoothing = {**base, "pref_loss": "hinge", "dpo_label_smoothing": 0.1, "output_dir": tmp_path / "bad4"}
     assert main(["train", str(_write_yaml(tmp_path / "bad4.yaml", smoothing))]) == 2
     assert "dpo_label_smoothing only applies to pref_loss: sigmoid" in capsys.readouterr().err
+
+
+def test_reward_model_resume_restores_the_value_head(tiny_qwen, tmp_path):
+    """Resuming from checkpoint-2 ends with the same head as the uninterrupted run (the head is restored)."""
+    from tunelab.model.value_head import load_value_head
+
+    out = tmp_path / "rm-resume"
+    run_training(parse_config(pref_args(tiny_qwen, out, stage="rm", max_steps=4, save_steps=2)))
+    straight = load_value_head(out / "value_head.safetensors").summary.weight
+    run_training(parse_config(pref_args(tiny_qwen, out, stage="rm", max_steps=4, save_steps=2,
+                                        resume_from_checkpoint=out / "checkpoint-2")))
+    resumed = load_value_head(out / "value_head.safetensors").summary.weight
+    assert torch.allclose(straight, resumed, atol=1e-6)
+    assert not torch.allclose(load_value_head(out / "checkpoint-2" / "value_head.safetensors").summary.weight, resumed)
