@@ -211,7 +211,7 @@ def test_tensorboard_events_in_logging_dir(tiny_qwen, tmp_path):
         ({"fp16": True}, "fp16 mixed precision needs a CUDA GPU"),
         ({"lora_target": "q_proj,qkv"}, "lora_target: qkv is not a linear layer of this model"),
         ({"freeze_trainable_layers": 5, "finetuning_type": "freeze"}, "freeze_trainable_layers=5 but the model has 2 layers"),
-        ({"stage": "dpo"}, "stage: dpo is not available yet"),
+        ({"stage": "ppo"}, "stage: ppo is not available yet"),
         ({"dataset": "identiy"}, "identiy"),
     ],
 )

@@ -29,6 +29,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
                "tunelab.cli.cmd_export"),
     Subcommand("eval", "evaluate a model on benchmarks (MMLU / CMMLU / C-Eval layout) or a data set", "tunelab.cli.cmd_eval"),
     Subcommand("webui", "the web UI that trains, evaluates, chats and exports", None, "web UI (tunelab board)"),
+    Subcommand("score", "print a reward model's score for a prompt + response", "tunelab.cli.cmd_score"),
     Subcommand("check", "validate a config without loading weights and print it resolved", "tunelab.cli.cmd_check"),
     Subcommand("data", "check data sets: `tunelab data check NAME[,NAME]`", "tunelab.cli.cmd_data"),
     Subcommand("template", "list chat templates and render what a model is trained on", "tunelab.cli.cmd_template"),

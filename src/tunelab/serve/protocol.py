@@ -81,7 +81,7 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str]
+    prompt: str | Annotated[list[str], Field(min_length=1)]  # an empty list would ask for no completion at all
 
 
 class ScoreRequest(_Request):

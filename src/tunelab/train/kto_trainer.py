@@ -25,15 +25,29 @@ def rows(batch: dict[str, Any], part: slice) -> dict[str, Any]:
     return {k: batch[k][part] for k in ("input_ids", "attention_mask", "labels")}
 
 
+KTO_PRECOMPUTE_REFUSED = (
+    "precompute_ref_log_probs is not supported by stage kto: its KL rows pair each prompt with a response of the "
+    "same (shuffled) batch, so their reference log-probs cannot be computed ahead; drop the key (with LoRA the "
+    "reference costs no extra memory)."
+)
+
+
+def check_kto_config(config: Any) -> None:
+    """KTO's own refusals plus the shared preference checks, run before any weights load."""
+    from tunelab.train.pref_trainer import check_preference_config
+
+    check_preference_config(config)
+    if config.finetuning.precompute_ref_log_probs:
+        raise UserError(KTO_PRECOMPUTE_REFUSED)
+
+
 class KTOTrainer(ReferenceTrainer):
     """KTO with `pref_beta`, `kto_chosen_weight` (λ_D), `kto_rejected_weight` (λ_U) and `pref_ftx`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         config = kwargs.get("config")
         if config is not None and config.finetuning.precompute_ref_log_probs:
-            raise UserError("precompute_ref_log_probs is not supported by stage kto: its KL rows pair each prompt with "
-                            "a response of the same (shuffled) batch, so their reference log-probs cannot be computed "
-                            "ahead; drop the key (with LoRA the reference costs no extra memory).")
+            raise UserError(KTO_PRECOMPUTE_REFUSED)
         super().__init__(*args, **kwargs)
         if self.args.per_device_train_batch_size < 2:
             logger.warning("kto: per_device_train_batch_size is 1, so each example's mismatched KL row is the example "

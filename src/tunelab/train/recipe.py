@@ -65,11 +65,12 @@ def run_training(config: Config) -> TrainingRun:
     from tunelab.train.data_prep import prepare_data
     from tunelab.train.log_callback import TrainerLogCallback
     from tunelab.train.outputs import save_tokenizer, write_resolved_config
-    from tunelab.train.stages import collator_factory, get_stage, trainer_class
+    from tunelab.train.stages import check_stage_config, collator_factory, get_stage, trainer_class
 
     # 1. setup: everything that can fail on the user's input fails here, before weights load
     validate_for_training(config)
     stage = get_stage(config.finetuning.stage)
+    check_stage_config(stage, config)
     values = _training_values(config)
     output_dir = values["output_dir"]
     checkpoint = resolve_resume(output_dir, values.pop("resume_from_checkpoint", None),

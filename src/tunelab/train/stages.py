@@ -20,6 +20,7 @@ class Stage:
     trainer: str
     collator: str
     description: str
+    check: str | None = None  # "module:function(config)" run before any weights load, for stage-specific keys
 
 
 STAGES: dict[str, Stage] = {
@@ -30,9 +31,11 @@ STAGES: dict[str, Stage] = {
     "rm": Stage("rm", "tunelab.train.rm_trainer:RewardTrainer", "tunelab.train.pair_collators:pair_collator",
                 "reward modelling: a value head trained on chosen / rejected pairs"),
     "dpo": Stage("dpo", "tunelab.train.pref_trainer:PreferenceTrainer", "tunelab.train.pair_collators:pair_collator",
-                 "preference optimisation on pairs (pref_loss: sigmoid, hinge, ipo, kto_pair, orpo, simpo)"),
+                 "preference optimisation on pairs (pref_loss: sigmoid, hinge, ipo, kto_pair, orpo, simpo)",
+                 check="tunelab.train.pref_trainer:check_preference_config"),
     "kto": Stage("kto", "tunelab.train.kto_trainer:KTOTrainer", "tunelab.train.pair_collators:kto_collator",
-                 "KTO on examples labelled desirable or undesirable (kto_tag)"),
+                 "KTO on examples labelled desirable or undesirable (kto_tag)",
+                 check="tunelab.train.kto_trainer:check_kto_config"),
 }
 NOT_YET = {"ppo": "online RL", "grpo": "online RL"}
 
@@ -59,3 +62,9 @@ def trainer_class(stage: Stage) -> type:
 
 def collator_factory(stage: Stage) -> object:
     return _load(stage.collator)
+
+
+def check_stage_config(stage: Stage, config: object) -> None:
+    """Run the stage's own checks (they raise UserError), so they fail before weights load."""
+    if stage.check is not None:
+        _load(stage.check)(config)  # type: ignore[operator]
