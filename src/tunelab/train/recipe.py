@@ -60,9 +60,9 @@ def run_training(config: Config) -> TrainingRun:
     from tunelab.model.quantization import quantization_config
     from tunelab.model.tuning import apply_tuning
     from tunelab.train.checkpoints import resolve_resume
+    from tunelab.train.data_prep import prepare_data
     from tunelab.train.guards import NonFiniteGuard
     from tunelab.train.interrupt import InterruptCallback
-    from tunelab.train.data_prep import prepare_data
     from tunelab.train.log_callback import TrainerLogCallback
     from tunelab.train.outputs import save_tokenizer, write_resolved_config
     from tunelab.train.stages import check_stage_config, collator_factory, get_stage, trainer_class
