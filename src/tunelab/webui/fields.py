@@ -1,0 +1,272 @@
+"""The one table from web UI fields to config keys.
+
+Every input on the board is a row here: its component name, the config key(s) it writes, its kind,
+default and choices, and when it applies (LoRA settings only with `finetuning_type: lora`, ...).
+Generating the YAML, loading a YAML back into the fields and the unit tests all read this table,
+so a field can never write a key the config parser does not know (tests check every key against
+`tunelab.config.groups.all_fields()`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Values = Mapping[str, Any]
+
+STAGES = ("sft", "pt", "rm", "dpo", "kto", "ppo", "grpo")
+PREFERENCE_STAGES = ("rm", "dpo", "kto")
+FINETUNING_TYPES = ("lora", "freeze", "full")
+QUANTIZATION_BITS = ("none", "4", "8")
+PRECISIONS = ("fp32", "bf16", "fp16")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
+PREF_LOSSES = ("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo")
+EXPORT_DTYPES = ("auto", "float16", "bfloat16", "float32")
+INFER_DTYPES = ("auto", "float16", "bfloat16", "float32")
+
+# Sections: which job (train / eval / export / chat) reads a field.
+TOP, TRAIN, LORA, FREEZE, PREF, EVAL, EXPORT, CHAT = "top", "train", "lora", "freeze", "pref", "eval", "export", "chat"
+JOB_SECTIONS: dict[str, tuple[str, ...]] = {
+    "train": (TOP, TRAIN, LORA, FREEZE, PREF),
+    "eval": (TOP, EVAL),
+    "export": (TOP, EXPORT),
+    "chat": (TOP, CHAT),
+}
+# Keys every job of a kind writes whatever the fields say (not user inputs, but still config keys).
+FIXED_KEYS: dict[str, dict[str, Any]] = {
+    "train": {"do_train": True, "plot_loss": True, "report_to": "none"},
+    "eval": {},
+    "export": {},
+    "chat": {},
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input of the board.
+
+    `keys` are the config keys it writes. `convert(value, values)` turns the component's value into
+    those keys (default: `{keys[0]: value}` with empty values left out, so the config default holds);
+    `load(config)` is its inverse for "Load config". `when(values)` says whether it applies now.
+    """
+
+    name: str
+    keys: tuple[str, ...]
+    kind: str  # text | float | int | choice | multi | bool
+    default: Any
+    section: str
+    choices: tuple[str, ...] = ()
+    when: Callable[[Values], bool] | None = None
+    convert: Callable[[Any, Values], dict[str, Any]] | None = None
+    load: Callable[[Mapping[str, Any]], Any] | None = None
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or value == []
+
+
+def _number(value: Any, kind: str) -> Any:
+    """gradio numbers arrive as float; text boxes for learning rates as strings like '5e-5'."""
+    if kind == "int":
+        return int(float(value))
+    if kind == "float":
+        return float(value)
+    return value
+
+
+def field_value(field: Field, value: Any) -> Any:
+    """The typed value a field writes, or None when left empty."""
+    if _empty(value):
+        return None
+    if field.kind in ("int", "float"):
+        return _number(value, field.kind)
+    if field.kind == "multi":
+        items = [value] if isinstance(value, str) else list(value)
+        return ",".join(str(v).strip() for v in items if str(v).strip()) or None
+    if field.kind == "text":
+        return str(value).strip()
+    return value
+
+
+# ---- converters for the fields that are not one key = one value ----------------------------------
+
+def _precision(value: Any, values: Values) -> dict[str, Any]:
+    return {"bf16": True} if value == "bf16" else {"fp16": True} if value == "fp16" else {}
+
+
+def _load_precision(config: Mapping[str, Any]) -> str:
+    return "bf16" if config.get("bf16") else "fp16" if config.get("fp16") else "fp32"
+
+
+def _quantization(value: Any, values: Values) -> dict[str, Any]:
+    return {} if value in (None, "", "none") else {"quantization_bit": int(value)}
+
+
+def _load_quantization(config: Mapping[str, Any]) -> str:
+    bit = config.get("quantization_bit")
+    return "none" if bit is None else str(bit)
+
+
+def _export_quantization(value: Any, values: Values) -> dict[str, Any]:
+    return {} if value in (None, "", "none") else {"export_quantization_bit": int(value)}
+
+
+def _checkpoint(value: Any, values: Values) -> dict[str, Any]:
+    """A trained run picked in the top bar: an adapter for LoRA, the model itself for full / freeze."""
+    if _empty(value):
+        return {}
+    paths = [value] if isinstance(value, str) else list(value)
+    if values.get("finetuning_type", "lora") == "lora":
+        return {"adapter_name_or_path": ",".join(paths)}
+    return {"model_name_or_path": paths[-1]}
+
+
+def _load_checkpoint(config: Mapping[str, Any]) -> str | None:
+    return config.get("adapter_name_or_path")
+
+
+def _is_lora(values: Values) -> bool:
+    return values.get("finetuning_type", "lora") == "lora"
+
+
+def _is_freeze(values: Values) -> bool:
+    return values.get("finetuning_type") == "freeze"
+
+
+def _is_pref(values: Values) -> bool:
+    return values.get("stage", "sft") in PREFERENCE_STAGES
+
+
+def _is_kto(values: Values) -> bool:
+    return values.get("stage") == "kto"
+
+
+def _f(name: str, kind: str, default: Any, section: str, key: str | None = None, **extra: Any) -> Field:
+    return Field(name=name, keys=(key or name,), kind=kind, default=default, section=section, **extra)
+
+
+FIELDS: tuple[Field, ...] = (
+    # top bar: shared by every tab
+    _f("model_name_or_path", "text", "tunelab/tiny-chat", TOP),
+    _f("template", "choice", "chatml", TOP),
+    _f("finetuning_type", "choice", "lora", TOP, choices=FINETUNING_TYPES),
+    Field("checkpoint_path", ("adapter_name_or_path", "model_name_or_path"), "choice", None, TOP,
+          convert=_checkpoint, load=_load_checkpoint),
+    Field("quantization_bit", ("quantization_bit",), "choice", "none", TOP, QUANTIZATION_BITS,
+          convert=_quantization, load=_load_quantization),
+    # train tab
+    _f("stage", "choice", "sft", TRAIN, choices=STAGES),
+    _f("dataset_dir", "text", "data", TRAIN),
+    _f("dataset", "multi", ["identity"], TRAIN),
+    _f("learning_rate", "float", 5e-5, TRAIN),
+    _f("num_train_epochs", "float", 3.0, TRAIN),
+    _f("max_steps", "int", -1, TRAIN),
+    _f("max_samples", "int", 100000, TRAIN),
+    Field("compute_type", ("bf16", "fp16"), "choice", "fp32", TRAIN, PRECISIONS, convert=_precision,
+          load=_load_precision),
+    _f("cutoff_len", "int", 2048, TRAIN),
+    _f("per_device_train_batch_size", "int", 2, TRAIN),
+    _f("gradient_accumulation_steps", "int", 8, TRAIN),
+    _f("lr_scheduler_type", "choice", "cosine", TRAIN, choices=SCHEDULERS),
+    _f("max_grad_norm", "float", 1.0, TRAIN),
+    _f("val_size", "float", 0.0, TRAIN),
+    _f("warmup_steps", "float", 0.0, TRAIN),
+    _f("logging_steps", "int", 5, TRAIN),
+    _f("save_steps", "int", 100, TRAIN),
+    _f("seed", "int", 42, TRAIN),
+    _f("output_dir", "text", "", TRAIN),
+    # LoRA settings
+    _f("lora_rank", "int", 8, LORA, when=_is_lora),
+    _f("lora_alpha", "int", None, LORA, when=_is_lora),
+    _f("lora_dropout", "float", 0.0, LORA, when=_is_lora),
+    _f("lora_target", "text", "all", LORA, when=_is_lora),
+    _f("additional_target", "text", "", LORA, when=_is_lora),
+    _f("loraplus_lr_ratio", "float", None, LORA, when=_is_lora),
+    _f("use_rslora", "bool", False, LORA, when=_is_lora),
+    _f("use_dora", "bool", False, LORA, when=_is_lora),
+    _f("pissa_init", "bool", False, LORA, when=_is_lora),
+    _f("create_new_adapter", "bool", False, LORA, when=_is_lora),
+    # freeze settings
+    _f("freeze_trainable_layers", "int", 2, FREEZE, when=_is_freeze),
+    _f("freeze_trainable_modules", "text", "all", FREEZE, when=_is_freeze),
+    _f("freeze_extra_modules", "text", "", FREEZE, when=_is_freeze),
+    # preference settings (rm, dpo, kto)
+    _f("pref_beta", "float", 0.1, PREF, when=_is_pref),
+    _f("pref_ftx", "float", 0.0, PREF, when=_is_pref),
+    _f("pref_loss", "choice", "sigmoid", PREF, choices=PREF_LOSSES, when=_is_pref),
+    _f("kto_chosen_weight", "float", 1.0, PREF, when=_is_kto),
+    _f("kto_rejected_weight", "float", 1.0, PREF, when=_is_kto),
+    # evaluate & predict tab (`tunelab eval`: a data set with generation metrics, or a benchmark task)
+    _f("eval_dataset_dir", "text", "data", EVAL, key="dataset_dir"),
+    _f("eval_dataset", "multi", [], EVAL),
+    _f("task", "text", "", EVAL),
+    _f("n_shot", "int", 5, EVAL),
+    _f("lang", "choice", "en", EVAL, choices=("en", "zh")),
+    _f("eval_cutoff_len", "int", 1024, EVAL, key="cutoff_len"),
+    _f("eval_max_samples", "int", 100000, EVAL, key="max_samples"),
+    _f("batch_size", "int", 4, EVAL),
+    _f("eval_max_new_tokens", "int", 512, EVAL, key="max_new_tokens"),
+    _f("eval_top_p", "float", 0.7, EVAL, key="top_p"),
+    _f("eval_temperature", "float", 0.95, EVAL, key="temperature"),
+    _f("save_dir", "text", "", EVAL),
+    # export tab
+    _f("export_dir", "text", "", EXPORT),
+    _f("export_size", "float", 5.0, EXPORT),
+    _f("export_dtype", "choice", "auto", EXPORT, choices=EXPORT_DTYPES),
+    _f("export_device", "choice", "cpu", EXPORT, choices=("cpu", "auto")),
+    _f("export_legacy_format", "bool", False, EXPORT),
+    Field("export_quantization_bit", ("export_quantization_bit",), "choice", "none", EXPORT, QUANTIZATION_BITS,
+          convert=_export_quantization, load=lambda c: _load_quantization({"quantization_bit": c.get("export_quantization_bit")})),
+    _f("export_hub_model_id", "text", "", EXPORT),
+    # chat tab: how the model loads, and the generation defaults of its answers
+    _f("infer_backend", "choice", "huggingface", CHAT, choices=("huggingface", "vllm")),
+    _f("infer_dtype", "choice", "auto", CHAT, choices=INFER_DTYPES),
+    _f("default_system", "text", "", CHAT),
+    _f("max_new_tokens", "int", 512, CHAT),
+    _f("top_p", "float", 0.7, CHAT),
+    _f("temperature", "float", 0.95, CHAT),
+)
+
+FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+
+
+def fields_of(job: str) -> tuple[Field, ...]:
+    sections = JOB_SECTIONS[job]
+    return tuple(f for f in FIELDS if f.section in sections)
+
+
+def defaults() -> dict[str, Any]:
+    """Every field's starting value (what a fresh board shows)."""
+    return {f.name: f.default for f in FIELDS}
+
+
+def field_to_config(field: Field, value: Any, values: Values) -> dict[str, Any]:
+    """The config keys one field writes for `value` (nothing when it does not apply or is empty)."""
+    if field.when is not None and not field.when(values):
+        return {}
+    if field.convert is not None:
+        return field.convert(value, values)
+    typed = field_value(field, value)
+    return {} if typed is None else {field.keys[0]: typed}
+
+
+def config_to_fields(job: str, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Inverse of the generation: (field values, keys no field of this job holds) for "Load config"."""
+    values: dict[str, Any] = {}
+    used: set[str] = set(FIXED_KEYS[job])
+    for field in fields_of(job):
+        if field.load is not None:  # absent keys load as the field's "off" value (fp32, no quantization)
+            values[field.name] = field.load(config)
+            used.update(k for k in field.keys if k in config and k != "model_name_or_path")
+            continue
+        key = field.keys[0]
+        if key in config:
+            value = config[key]
+            if field.kind == "multi" and isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            values[field.name] = value
+            used.add(key)
+    extra = {k: v for k, v in config.items() if k not in used}
+    return values, extra

@@ -1,0 +1,74 @@
+"""What the live view shows, computed from a run's files only (never from the job's process).
+
+Progress, ETA and throughput come from the last line of `trainer_log.jsonl`; the loss curve from
+all of its lines. Reading files keeps the view correct after a page reload or a board restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tunelab.webui.runs import RunInfo
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total: int
+    percent: float
+    loss: float | None
+    elapsed: float | None
+    remaining: float | None
+    tokens_per_second: float | None
+    epoch: float | None
+
+
+def hms(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def progress_of(rows: list[dict[str, Any]], status: str) -> Progress | None:
+    if not rows:
+        return None
+    last = rows[-1]
+    step, total = int(last.get("step") or 0), int(last.get("total_steps") or 0)
+    losses = [r["loss"] for r in rows if isinstance(r.get("loss"), (int, float))]
+    percent = 100.0 if status == "finished" else (100.0 * step / total if total else 0.0)
+    return Progress(step=step, total=total, percent=round(min(percent, 100.0), 1),
+                    loss=losses[-1] if losses else None, elapsed=last.get("elapsed_seconds"),
+                    remaining=0.0 if status == "finished" else last.get("remaining_seconds"),
+                    tokens_per_second=last.get("tokens_per_second"), epoch=last.get("epoch"))
+
+
+def progress_markdown(info: RunInfo | None, rows: list[dict[str, Any]], texts: dict[str, str]) -> str:
+    """One block of markdown: run name and status, then step/total, percent, elapsed/ETA, speed, loss."""
+    if info is None:
+        return texts["no_run"]
+    head = f"**{info.name}** · `{info.kind}` · **{texts.get('status_' + info.status, info.status)}**"
+    if info.exit_code not in (None, 0):
+        head += f" (exit code {info.exit_code})"
+    progress = progress_of(rows, info.status)
+    if progress is None:
+        return head
+    parts = [f"{texts['step']} {progress.step}/{progress.total} ({progress.percent:.1f}%)",
+             f"{hms(progress.elapsed)} < {hms(progress.remaining)}"]
+    if progress.tokens_per_second:
+        parts.append(f"{progress.tokens_per_second:,.0f} tokens/s")
+    if progress.loss is not None:
+        parts.append(f"loss {progress.loss:.4f}")
+    return head + "\n\n" + " · ".join(parts)
+
+
+def loss_points(rows: list[dict[str, Any]]) -> Any:
+    """A DataFrame (step, loss) for gradio's LinePlot: training loss lines only."""
+    import pandas as pd
+
+    points = [(int(r["step"]), float(r["loss"])) for r in rows
+              if isinstance(r.get("loss"), (int, float)) and r.get("step") is not None]
+    return pd.DataFrame(points, columns=["step", "loss"])

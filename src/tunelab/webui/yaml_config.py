@@ -1,0 +1,95 @@
+"""Field values → the YAML a job runs, and back.
+
+The board never passes settings to a job any other way: it writes this YAML to a file and runs
+`tunelab train|eval|export that.yaml`, so what the Preview shows is exactly what runs, and the file
+can be rerun by hand.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunelab.errors import UserError
+from tunelab.webui.fields import FIXED_KEYS, defaults, field_to_config, fields_of
+
+JOB_COMMANDS = {"train": "train", "eval": "eval", "export": "export", "chat": "chat"}
+
+
+def merged_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The board's defaults with the given field values on top (tests and callers pass only some)."""
+    return {**defaults(), **values}
+
+
+def parse_extra(extra_yaml: str | None) -> dict[str, Any]:
+    """The "extra keys" box: a YAML mapping added last, so it can set any key the fields do not have."""
+    if not extra_yaml or not extra_yaml.strip():
+        return {}
+    try:
+        extra = yaml.safe_load(extra_yaml)
+    except yaml.YAMLError as error:
+        raise UserError(f"extra keys: not valid YAML: {error}") from None
+    if extra is None:
+        return {}
+    if not isinstance(extra, dict):
+        raise UserError("extra keys: write a YAML mapping, one `key: value` per line")
+    return {str(k): v for k, v in extra.items()}
+
+
+def build_config(job: str, values: Mapping[str, Any], extra_yaml: str | None = None) -> dict[str, Any]:
+    """The config dict of one job, in table order: fixed keys, then each field's keys, then extras."""
+    values = merged_values(values)
+    config: dict[str, Any] = {}
+    for field in fields_of(job):
+        config.update(field_to_config(field, values[field.name], values))
+    if job == "train":
+        config = {**FIXED_KEYS[job], **config}
+    config.update(parse_extra(extra_yaml))
+    return config
+
+
+def to_yaml(config: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def command_line(job: str, yaml_path: str | Path) -> str:
+    return f"tunelab {JOB_COMMANDS[job]} {shlex.quote(str(yaml_path))}"
+
+
+def write_yaml(config: Mapping[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(to_yaml(config), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a YAML mapping of config keys")
+    return data
+
+
+def check_config(job: str, config: Mapping[str, Any], scratch_dir: Path) -> None:
+    """Run the same validation as `tunelab check` before launching, so mistakes show on the page
+    instead of in a job that dies at once. Raises UserError with the parser's message."""
+    from tunelab.config.parser import parse_config
+
+    path = write_yaml(config, scratch_dir / f".tunelab_webui_check_{job}.yaml")
+    try:
+        parsed = parse_config([str(path)])
+        if job == "train":
+            from tunelab.cli.cmd_check import check_template_and_data, check_training_arguments
+
+            check_training_arguments(parsed)
+            check_template_and_data(parsed)
+    finally:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,126 @@
+"""The board's generated YAML: every field maps to a known config key, and a set of field values
+gives exactly the expected config, which the real parser accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunelab.config.groups import all_fields
+from tunelab.config.parser import parse_config
+from tunelab.errors import UserError
+from tunelab.webui.fields import FIELDS, FIXED_KEYS, config_to_fields, fields_of
+from tunelab.webui.yaml_config import build_config, command_line, parse_extra, to_yaml, write_yaml
+
+LORA_VALUES = {
+    "model_name_or_path": "tunelab/tiny-chat", "template": "chatml", "finetuning_type": "lora",
+    "checkpoint_path": None, "quantization_bit": "none", "stage": "sft", "dataset_dir": "data",
+    "dataset": ["identity", "alpaca_en_demo"], "learning_rate": "1e-4", "num_train_epochs": 2,
+    "max_steps": 20.0, "max_samples": 50.0, "compute_type": "fp32", "cutoff_len": 256.0,
+    "per_device_train_batch_size": 4.0, "gradient_accumulation_steps": 2.0, "lr_scheduler_type": "cosine",
+    "max_grad_norm": 1.0, "val_size": 0.1, "warmup_steps": 0.0, "logging_steps": 1.0, "save_steps": 10.0,
+    "seed": 7.0, "output_dir": "saves/tiny/lora/run1", "lora_rank": 16.0, "lora_alpha": None,
+    "lora_dropout": 0.05, "lora_target": "q_proj,v_proj", "additional_target": "", "loraplus_lr_ratio": None,
+    "use_rslora": True, "use_dora": False, "pissa_init": False, "create_new_adapter": False,
+    # settings of other groups, which must not leak into a LoRA SFT config
+    "freeze_trainable_layers": 4, "pref_beta": 0.3, "pref_loss": "ipo",
+}
+LORA_EXPECTED = {
+    "do_train": True, "plot_loss": True, "report_to": "none",
+    "model_name_or_path": "tunelab/tiny-chat", "template": "chatml", "finetuning_type": "lora",
+    "stage": "sft", "dataset_dir": "data", "dataset": "identity,alpaca_en_demo", "learning_rate": 1e-4,
+    "num_train_epochs": 2.0, "max_steps": 20, "max_samples": 50, "cutoff_len": 256,
+    "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, "lr_scheduler_type": "cosine",
+    "max_grad_norm": 1.0, "val_size": 0.1, "warmup_steps": 0.0, "logging_steps": 1, "save_steps": 10,
+    "seed": 7, "output_dir": "saves/tiny/lora/run1", "lora_rank": 16, "lora_dropout": 0.05,
+    "lora_target": "q_proj,v_proj", "use_rslora": True, "use_dora": False, "pissa_init": False,
+    "create_new_adapter": False,
+}
+
+
+def test_every_field_writes_known_config_keys() -> None:
+    known = all_fields()
+    for field in FIELDS:
+        assert field.keys, field.name
+        for key in field.keys:
+            assert key in known, f"field {field.name} writes unknown key {key}"
+    for job, fixed in FIXED_KEYS.items():
+        assert all(key in known for key in fixed), job
+    names = [f.name for f in FIELDS]
+    assert len(names) == len(set(names))
+
+
+def test_lora_sft_values_give_the_expected_config() -> None:
+    config = build_config("train", LORA_VALUES)
+    assert config == LORA_EXPECTED
+    assert list(config)[:3] == ["do_train", "plot_loss", "report_to"]
+
+
+def test_the_yaml_round_trips_through_the_real_parser(tmp_path: Path) -> None:
+    path = write_yaml(build_config("train", LORA_VALUES), tmp_path / "train.yaml")
+    assert yaml.safe_load(path.read_text()) == LORA_EXPECTED
+    parsed = parse_config([str(path)])
+    assert parsed.explicit == LORA_EXPECTED  # every key typed as the parser types it, nothing dropped
+    assert parsed.finetuning.lora_rank == 16 and parsed.finetuning.use_rslora is True
+    assert parsed.data.dataset_names() == ["identity", "alpaca_en_demo"]
+    assert parsed.training_values["learning_rate"] == 1e-4 and parsed.training_values["max_steps"] == 20
+    assert command_line("train", path) == f"tunelab train {path}"
+
+
+def test_full_finetuning_with_bf16_a_checkpoint_and_extra_keys() -> None:
+    values = {**LORA_VALUES, "finetuning_type": "full", "compute_type": "bf16",
+              "checkpoint_path": "saves/tiny/full/run0"}
+    config = build_config("train", values, extra_yaml="packing: true\nwarmup_steps: 3\n")
+    assert config["model_name_or_path"] == "saves/tiny/full/run0"  # full: the trained model replaces the base
+    assert "adapter_name_or_path" not in config and config["bf16"] is True and "fp16" not in config
+    assert not any(key.startswith(("lora_", "use_rslora", "pref_", "freeze_")) for key in config)
+    assert config["packing"] is True and config["warmup_steps"] == 3  # extra keys are added last
+
+
+def test_freeze_dpo_and_quantized_lora() -> None:
+    config = build_config("train", {**LORA_VALUES, "finetuning_type": "freeze", "stage": "dpo",
+                                    "dataset": ["dpo_en_demo"], "compute_type": "fp16"})
+    assert {k: config[k] for k in ("freeze_trainable_layers", "freeze_trainable_modules", "pref_beta", "pref_ftx",
+                                    "pref_loss", "fp16")} == {
+        "freeze_trainable_layers": 4, "freeze_trainable_modules": "all", "pref_beta": 0.3, "pref_ftx": 0.0,
+        "pref_loss": "ipo", "fp16": True}
+    assert "freeze_extra_modules" not in config and "kto_chosen_weight" not in config
+    lora = build_config("train", {**LORA_VALUES, "quantization_bit": "4", "checkpoint_path": "saves/a"})
+    assert lora["quantization_bit"] == 4 and lora["adapter_name_or_path"] == "saves/a"
+
+
+def test_eval_export_and_chat_configs() -> None:
+    values = {**LORA_VALUES, "checkpoint_path": "saves/tiny/lora/run1", "eval_dataset": ["identity"],
+              "eval_max_samples": 8, "eval_cutoff_len": 128, "eval_max_new_tokens": 32, "save_dir": "saves/e1",
+              "export_dir": "models/m", "export_size": 2, "export_quantization_bit": "none"}
+    evaluation = build_config("eval", values)
+    assert evaluation == {
+        "model_name_or_path": "tunelab/tiny-chat", "template": "chatml", "finetuning_type": "lora",
+        "adapter_name_or_path": "saves/tiny/lora/run1", "dataset_dir": "data", "eval_dataset": "identity",
+        "n_shot": 5, "lang": "en", "cutoff_len": 128, "max_samples": 8, "batch_size": 4, "max_new_tokens": 32,
+        "top_p": 0.7, "temperature": 0.95, "save_dir": "saves/e1"}
+    export = build_config("export", values)
+    assert export == {
+        "model_name_or_path": "tunelab/tiny-chat", "template": "chatml", "finetuning_type": "lora",
+        "adapter_name_or_path": "saves/tiny/lora/run1", "export_dir": "models/m", "export_size": 2.0,
+        "export_dtype": "auto", "export_device": "cpu", "export_legacy_format": False}
+    assert build_config("chat", values)["infer_backend"] == "huggingface"
+
+
+def test_load_config_fills_the_fields_back() -> None:
+    config = build_config("train", LORA_VALUES, extra_yaml="packing: true")
+    values, extra = config_to_fields("train", config)
+    assert extra == {"packing": True}
+    assert values["dataset"] == ["identity", "alpaca_en_demo"] and values["compute_type"] == "fp32"
+    assert build_config("train", {**LORA_VALUES, **values}, to_yaml(extra)) == config
+    assert {f.name for f in fields_of("train")} >= set(values)
+
+
+def test_bad_extra_yaml_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="mapping"):
+        parse_extra("- a\n- b")
+    with pytest.raises(UserError, match="not valid YAML"):
+        parse_extra("a: [")
+    assert parse_extra("  ") == {}
