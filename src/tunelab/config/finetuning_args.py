@@ -72,6 +72,20 @@ class FinetuningArguments:
     ppo_score_norm: bool = field(default=False, metadata={"help": "PPO: normalise rewards."})
     ppo_target: float = field(default=6.0, metadata={"help": "PPO: target KL for the adaptive controller."})
     ppo_whiten_rewards: bool = field(default=False, metadata={"help": "PPO: whiten rewards before advantages."})
+    grpo_beta: float = field(default=0.04, metadata={"help": "GRPO: weight of the KL to the reference (0 = no reference)."})
+    num_generations: int = field(default=8, metadata={"help": "GRPO: completions sampled per prompt (a group; at least 2)."})
+    max_completion_length: int | None = field(
+        default=None, metadata={"help": "GRPO / PPO: most tokens generated per completion (default: max_new_tokens)."}
+    )
+    epsilon: float = field(default=0.2, metadata={"help": "GRPO: clip range of the probability ratio."})
+    reward_funcs: str | None = field(
+        default=None,
+        metadata={"help": "GRPO: reward functions, comma separated: built-ins (exact_match, format:<tag>, think_format, "
+                          "length[:chars], contains:<text>), module:function or path/to/file.py:function."},
+    )
+    reward_weights: str | None = field(
+        default=None, metadata={"help": "GRPO: weights of the rewards (reward_funcs, then reward_model), comma separated."}
+    )
     ref_model: str | None = field(default=None, metadata={"help": "Reference model for DPO / KTO / PPO."})
     ref_model_adapters: str | None = field(default=None, metadata={"help": "Adapters of the reference model."})
     precompute_ref_log_probs: bool = field(
@@ -79,7 +93,7 @@ class FinetuningArguments:
         metadata={"help": "dpo: compute the reference log-probabilities once before training, then free the reference."},
     )
     ref_model_quantization_bit: int | None = field(default=None, metadata={"help": "Quantize the reference model."})
-    reward_model: str | None = field(default=None, metadata={"help": "Reward model for PPO."})
+    reward_model: str | None = field(default=None, metadata={"help": "Reward model for PPO / GRPO (an rm output: adapter or model folder, or an API URL)."})
     reward_model_adapters: str | None = field(default=None, metadata={"help": "Adapters of the reward model."})
     reward_model_quantization_bit: int | None = field(default=None, metadata={"help": "Quantize the reward model."})
     reward_model_type: Literal["lora", "full", "api"] = field(default="lora", metadata={"help": "Kind of reward model."})

@@ -32,7 +32,7 @@ def _chunk_pretraining(rows: list[dict[str, Any]], cutoff_len: int) -> list[dict
     return out
 
 
-UNPACKED_STAGES = ("rm", "dpo", "kto")  # rows that are not one token sequence (chosen_* / rejected_*, kto_tag)
+UNPACKED_STAGES = ("rm", "dpo", "kto", "ppo", "grpo")  # rows that are not one training sequence (pairs, kto_tag, prompts)
 
 
 def _shape(dataset: Any, config: Config) -> Any:

@@ -36,8 +36,14 @@ STAGES: dict[str, Stage] = {
     "kto": Stage("kto", "tunelab.train.kto_trainer:KTOTrainer", "tunelab.train.pair_collators:kto_collator",
                  "KTO on examples labelled desirable or undesirable (kto_tag)",
                  check="tunelab.train.kto_trainer:check_kto_config"),
+    "ppo": Stage("ppo", "tunelab.train.ppo_trainer:PPOTrainer", "tunelab.train.rl_collators:prompt_collator",
+                 "online RL: PPO with a value head against a reward model trained by stage: rm",
+                 check="tunelab.train.ppo_trainer:check_ppo_config"),
+    "grpo": Stage("grpo", "tunelab.train.grpo_trainer:GRPOTrainer", "tunelab.train.rl_collators:prompt_collator",
+                  "online RL: GRPO with reward functions and/or a reward model",
+                  check="tunelab.train.grpo_trainer:check_grpo_config"),
 }
-NOT_YET = {"ppo": "online RL", "grpo": "online RL"}
+NOT_YET: dict[str, str] = {}
 
 
 def get_stage(name: str) -> Stage:
