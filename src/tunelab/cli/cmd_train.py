@@ -75,9 +75,10 @@ def _train_in_worker(train_argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import record
 
     from tunelab.errors import UserError
-    from tunelab.train.launch import rank_label
+    from tunelab.train.launch import quiet_other_ranks, rank_label
 
     label = rank_label()
+    quiet_other_ranks()
     try:
         return int(record(_train)(train_argv))
     except UserError as error:

@@ -187,3 +187,18 @@ def is_main_process(env: Mapping[str, str] | None = None) -> bool:
     """Global rank 0 (or no distributed launch at all)."""
     env = os.environ if env is None else env
     return int(env.get("RANK", "0") or 0) == 0
+
+
+def quiet_other_ranks(env: Mapping[str, str] | None = None) -> None:
+    """In a worker other than rank 0, tunelab logs warnings and errors only, each labelled with its rank:
+    N copies of every info line hide the one line that matters."""
+    import logging
+
+    env = os.environ if env is None else env
+    if is_main_process(env) or not rank_label(env):
+        return
+    root = logging.getLogger("tunelab")
+    root.setLevel(logging.WARNING)
+    for handler in root.handlers:
+        if getattr(handler, "_tunelab", False):
+            handler.setFormatter(logging.Formatter(f"[tunelab {rank_label(env)}] %(message)s"))

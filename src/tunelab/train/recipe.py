@@ -87,7 +87,8 @@ def run_training(config: Config) -> TrainingRun:
     dtype = torch_dtype_for(values, config.model.infer_dtype)
     quantization = quantization_config(config.model, dtype)
     prepared = prepare_data(config, tokenizer, template)
-    write_resolved_config(config, output_dir)
+    if args.should_save:  # rank 0 only under torchrun: one process writes the run's outputs
+        write_resolved_config(config, output_dir)
 
     # 2. model: weights, then the tuning method that decides what trains
     model = load_model(config.model, tokenizer, dtype=dtype, model_path=model_path, quantization_config=quantization)
@@ -119,7 +120,8 @@ def run_training(config: Config) -> TrainingRun:
             logger.info("pissa_convert: saved the adapter as a plain LoRA adapter")
         else:
             trainer.save_model(output_dir)
-        save_tokenizer(tokenizer, template, output_dir)
+        if args.should_save:
+            save_tokenizer(tokenizer, template, output_dir)
         train_metrics = dict(result.metrics)
         train_metrics["num_input_tokens_seen"] = trainer.state.num_input_tokens_seen
         trainer.log_metrics("train", train_metrics)
@@ -135,7 +137,7 @@ def run_training(config: Config) -> TrainingRun:
         metrics.update(eval_metrics)
     if args.do_predict:
         metrics.update(_predict(config, trainer.model, tokenizer, template, output_dir))
-    if config.finetuning.plot_loss and args.do_train:
+    if config.finetuning.plot_loss and args.do_train and args.should_save:
         from tunelab.train.plot import plot_losses
 
         plot_losses(output_dir)
