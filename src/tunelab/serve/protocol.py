@@ -81,7 +81,8 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | Annotated[list[str], Field(min_length=1)]  # an empty list would ask for no completion at all
+    # every prompt must have text: an empty one has no tokens to continue (refused up front, before streaming starts)
+    prompt: Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
 
 
 class ScoreRequest(_Request):
