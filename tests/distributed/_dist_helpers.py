@@ -29,7 +29,8 @@ def run_env(tmp: Path, audit: Path | None = None, **extra: str) -> dict[str, str
     variables; with `audit`, every process records the files it opens for writing under `audit`."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK",
-                        "NPROC_PER_NODE", "FORCE_TORCHRUN", "TORCHELASTIC_RUN_ID", "CUDA_VISIBLE_DEVICES")}
+                        "NPROC_PER_NODE", "FORCE_TORCHRUN", "TORCHELASTIC_RUN_ID", "CUDA_VISIBLE_DEVICES")
+           and not k.startswith("ACCELERATE_")}
     env.update(OMP_NUM_THREADS="1", TUNELAB_CACHE=str(tmp / "cache"), CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
     if audit is not None:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(AUDIT_DIR), env.get("PYTHONPATH", "")) if p)

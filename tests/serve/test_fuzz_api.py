@@ -12,7 +12,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from _serve_fakes import API_KEY  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-EXAMPLES = int(os.environ.get("TUNELAB_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("TUNELAB_FUZZ_EXAMPLES", "80"))
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def _launch(plan: object, train_argv: list[str]) -> int:
                 plan.nproc_per_node, plan.nnodes, " ".join(command))  # type: ignore[attr-defined]
     code = run_command(command)
     if code != 0:
-        print(f"tunelab train: torchrun exited with code {code}; the lines starting with 'rank R/W' above name "
+        print(f"tunelab train: torchrun exited with code {code}; the lines with [rank R/W] above name "
               "the rank that failed first (see docs/distributed.md, troubleshooting).", file=sys.stderr)
     return code
 
@@ -79,13 +79,24 @@ def _train_in_worker(train_argv: list[str]) -> int:
 
     label = rank_label()
     quiet_other_ranks()
+    user_errors: list[UserError] = []
+
+    def train_or_keep_user_error(argv: list[str]) -> int:
+        try:
+            return _train(argv)
+        except UserError as error:  # a message, not a crash: kept out of torchrun's traceback report
+            user_errors.append(error)
+            return error.exit_code
+
     try:
-        return int(record(_train)(train_argv))
-    except UserError as error:
-        if label:
-            error.message = f"[{label}] {error.message}"
-        raise
+        code = int(record(train_or_keep_user_error)(train_argv))
     except BaseException as error:
         if label and not isinstance(error, KeyboardInterrupt | SystemExit):
             print(f"tunelab train: [{label}] fatal: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         raise
+    if user_errors:
+        error = user_errors[0]
+        if label:
+            error.message = f"[{label}] {error.message}"
+        raise error
+    return code

@@ -77,8 +77,13 @@ def split_launch_flags(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def inside_launcher(env: Mapping[str, str]) -> bool:
-    """True in a process started by torchrun / accelerate launch / deepspeed (never re-launch there)."""
-    return "LOCAL_RANK" in env or "TORCHELASTIC_RUN_ID" in env or int(env.get("WORLD_SIZE", "1") or 1) > 1
+    """True in a process started by torchrun / accelerate launch / deepspeed (never re-launch there).
+
+    torchrun and deepspeed set LOCAL_RANK / WORLD_SIZE; `accelerate launch` with one process sets none of
+    them but always exports ACCELERATE_MIXED_PRECISION: its user chose the layout, so we keep it.
+    """
+    return ("LOCAL_RANK" in env or "TORCHELASTIC_RUN_ID" in env or "ACCELERATE_MIXED_PRECISION" in env
+            or int(env.get("WORLD_SIZE", "1") or 1) > 1)
 
 
 def _int(name: str, raw: str) -> int:
