@@ -124,3 +124,15 @@ def test_bad_extra_yaml_is_a_user_error() -> None:
     with pytest.raises(UserError, match="not valid YAML"):
         parse_extra("a: [")
     assert parse_extra("  ") == {}
+
+
+def test_a_picked_run_folder_decides_adapter_or_model(tmp_path: Path) -> None:
+    adapter, full = tmp_path / "lora_run", tmp_path / "full_run"
+    adapter.mkdir()
+    full.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (full / "config.json").write_text("{}")
+    as_lora = {**LORA_VALUES, "finetuning_type": "lora"}
+    assert build_config("chat", {**as_lora, "checkpoint_path": str(full)})["model_name_or_path"] == str(full)
+    chat = build_config("chat", {**as_lora, "finetuning_type": "full", "checkpoint_path": str(adapter)})
+    assert chat["adapter_name_or_path"] == str(adapter) and chat["model_name_or_path"] == "tunelab/tiny-chat"

@@ -114,13 +114,22 @@ def _export_quantization(value: Any, values: Values) -> dict[str, Any]:
 
 
 def _checkpoint(value: Any, values: Values) -> dict[str, Any]:
-    """A trained run picked in the top bar: an adapter for LoRA, the model itself for full / freeze."""
+    """A trained run picked in the top bar: an adapter for LoRA, the model itself for full / freeze.
+
+    What the folder holds decides when it can tell (an `adapter_config.json` is an adapter, a
+    `config.json` without one a whole model), so a page reloaded with the default method still loads
+    a full fine-tune right; otherwise the finetuning method decides."""
     if _empty(value):
         return {}
+    from pathlib import Path
+
     paths = [value] if isinstance(value, str) else list(value)
-    if values.get("finetuning_type", "lora") == "lora":
+    last = Path(paths[-1])
+    if (last / "adapter_config.json").is_file():
         return {"adapter_name_or_path": ",".join(paths)}
-    return {"model_name_or_path": paths[-1]}
+    if (last / "config.json").is_file() or values.get("finetuning_type", "lora") != "lora":
+        return {"model_name_or_path": paths[-1]}
+    return {"adapter_name_or_path": ",".join(paths)}
 
 
 def _load_checkpoint(config: Mapping[str, Any]) -> str | None:
