@@ -209,6 +209,7 @@ def test_tensorboard_events_in_logging_dir(tiny_qwen, tmp_path):
     [
         ({"quantization_bit": 4}, "needs a CUDA GPU"),
         ({"fp16": True}, "fp16 mixed precision needs a CUDA GPU"),
+        ({"optim": "paged_adamw_8bit"}, "optim: paged_adamw_8bit (bitsandbytes) needs a CUDA GPU"),
         ({"lora_target": "q_proj,qkv"}, "lora_target: qkv is not a linear layer of this model"),
         ({"freeze_trainable_layers": 5, "finetuning_type": "freeze"}, "freeze_trainable_layers=5 but the model has 2 layers"),
         ({"stage": "ppo"}, "stage: ppo is not available yet"),
@@ -216,7 +217,7 @@ def test_tensorboard_events_in_logging_dir(tiny_qwen, tmp_path):
     ],
 )
 def test_clear_refusals_exit_2(tiny_qwen, tmp_path, capsys, extra, message):
-    if extra.get("quantization_bit") and torch.cuda.is_available():
+    if (extra.get("quantization_bit") or extra.get("optim")) and torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present")
     assert main(["train", *base_args(tiny_qwen, tmp_path / "bad", **extra)]) == 2
     err = capsys.readouterr().err

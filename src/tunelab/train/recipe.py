@@ -38,6 +38,13 @@ def _training_values(config: Config) -> dict[str, Any]:
     if values.get("fp16") and not torch.cuda.is_available():
         raise UserError("fp16 mixed precision needs a CUDA GPU and none was found; on CPU set fp16: false "
                         "(or bf16: true where the CPU supports it).")
+    optim = str(values.get("optim", ""))
+    if "bnb" in optim or "8bit" in optim or optim.startswith("paged_"):
+        from tunelab.errors import require_package
+
+        if not torch.cuda.is_available():
+            raise UserError(f"optim: {optim} (bitsandbytes) needs a CUDA GPU and none was found; use optim: adamw_torch.")
+        require_package("bitsandbytes", f"optim: {optim}", extra="gpu")
     values["remove_unused_columns"] = False  # packed rows carry segment lengths the model must not see
     values["include_num_input_tokens_seen"] = "no"  # counted exactly by TunelabTrainer instead
     values.setdefault("label_names", ["labels"])
