@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _dist_helpers import run, run_env, train_args, tunelab
 
 from tunelab.testing import TinyModelSpec, build_tiny_model
 
@@ -13,3 +14,13 @@ from tunelab.testing import TinyModelSpec, build_tiny_model
 def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = TinyModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2, tie_word_embeddings=True)
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen"), family="qwen2", spec=spec)
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_qwen: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One process, per-device batch 8, 3 steps: the run every distributed run is compared with."""
+    tmp = tmp_path_factory.mktemp("one")
+    out = tmp / "out"
+    done = run(tunelab("train", *train_args(tiny_qwen, out, per_device_train_batch_size=8)), run_env(tmp), tmp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out

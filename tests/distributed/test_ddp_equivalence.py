@@ -26,16 +26,6 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torc
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_qwen: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One process, per-device batch 8."""
-    tmp = tmp_path_factory.mktemp("one")
-    out = tmp / "out"
-    done = run(tunelab("train", *train_args(tiny_qwen, out, per_device_train_batch_size=8)), run_env(tmp), tmp)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
-
-
-@pytest.fixture(scope="module")
 def launched(tiny_qwen: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     """`tunelab train ... --nproc_per_node 2` with FORCE_TORCHRUN=1: the launcher starts torchrun."""
     tmp = tmp_path_factory.mktemp("two")
