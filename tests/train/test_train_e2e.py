@@ -212,7 +212,7 @@ def test_tensorboard_events_in_logging_dir(tiny_qwen, tmp_path):
         ({"optim": "paged_adamw_8bit"}, "optim: paged_adamw_8bit (bitsandbytes) needs a CUDA GPU"),
         ({"lora_target": "q_proj,qkv"}, "lora_target: qkv is not a linear layer of this model"),
         ({"freeze_trainable_layers": 5, "finetuning_type": "freeze"}, "freeze_trainable_layers=5 but the model has 2 layers"),
-        ({"stage": "ppo"}, "stage: ppo is not available yet"),
+        ({"dataset": "dpo_en_demo"}, "data set 'dpo_en_demo' is preference data (`ranking: true`); stage sft cannot use it"),
         ({"dataset": "identiy"}, "identiy"),
     ],
 )

@@ -66,9 +66,13 @@ def progress_markdown(info: RunInfo | None, rows: list[dict[str, Any]], texts: d
 
 
 def loss_points(rows: list[dict[str, Any]]) -> Any:
-    """A DataFrame (step, loss) for gradio's LinePlot: training loss lines only."""
+    """A DataFrame (step, loss) for gradio's LinePlot: training loss lines only.
+
+    The column types are explicit: an empty frame would otherwise be of type object, and the plot
+    would draw loss as categories (sorted labels) instead of numbers."""
     import pandas as pd
 
     points = [(int(r["step"]), float(r["loss"])) for r in rows
               if isinstance(r.get("loss"), (int, float)) and r.get("step") is not None]
-    return pd.DataFrame(points, columns=["step", "loss"])
+    return pd.DataFrame({"step": pd.Series([p[0] for p in points], dtype="int64"),
+                         "loss": pd.Series([p[1] for p in points], dtype="float64")})

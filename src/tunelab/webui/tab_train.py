@@ -11,6 +11,7 @@ from tunelab.webui import catalog, jobs, runs
 from tunelab.webui.components import Board
 from tunelab.webui.fields import FREEZE, LORA, PREF, config_to_fields, fields_of
 from tunelab.webui.i18n import text, texts
+from tunelab.webui.progress import loss_points
 from tunelab.webui.yaml_config import build_config, command_line, read_yaml, to_yaml, write_yaml
 
 ROWS = (
@@ -68,7 +69,7 @@ def build_train_tab(board: Board, lang: str) -> Callable[[], None]:
             log = board.label("log_box", gr.Textbox(label=text("log_box", lang), lines=10, max_lines=10,
                                                     elem_id="log_box", interactive=False, autoscroll=True))
         with gr.Column(scale=1):
-            plot = board.label("loss_plot", gr.LinePlot(x="step", y="loss", label=text("loss_plot", lang),
+            plot = board.label("loss_plot", gr.LinePlot(loss_points([]), x="step", y="loss", label=text("loss_plot", lang),
                                                         elem_id="loss_plot", height=280))
     with gr.Row():
         yaml_box = board.label("yaml_box", gr.Code(language="yaml", label=text("yaml_box", lang), elem_id="yaml_box",
