@@ -31,16 +31,16 @@ def main() -> int:
         return 2
 
     ray.init()
-    group = placement_group([{"GPU": options.gpus_per_node}] * options.nodes, strategy="STRICT_SPREAD")
+    group = placement_group([{"CPU": 2, "GPU": options.gpus_per_node}] * options.nodes, strategy="STRICT_SPREAD")
     ray.get(group.ready())
 
-    @ray.remote(num_gpus=options.gpus_per_node)
+    @ray.remote(num_cpus=1, num_gpus=options.gpus_per_node)
     def node(rank: int, master_addr: str) -> int:
         env = dict(os.environ, NNODES=str(options.nodes), NODE_RANK=str(rank), MASTER_ADDR=master_addr,
                    MASTER_PORT=str(options.master_port), NPROC_PER_NODE=str(options.gpus_per_node))
         return subprocess.call([sys.executable, "-m", "tunelab.cli.main", "train", *options.train_args], env=env)
 
-    @ray.remote(num_gpus=0)
+    @ray.remote(num_cpus=1, num_gpus=0)
     def address() -> str:
         return ray.util.get_node_ip_address()
 
