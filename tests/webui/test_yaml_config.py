@@ -136,3 +136,16 @@ def test_a_picked_run_folder_decides_adapter_or_model(tmp_path: Path) -> None:
     assert build_config("chat", {**as_lora, "checkpoint_path": str(full)})["model_name_or_path"] == str(full)
     chat = build_config("chat", {**as_lora, "finetuning_type": "full", "checkpoint_path": str(adapter)})
     assert chat["adapter_name_or_path"] == str(adapter) and chat["model_name_or_path"] == "tunelab/tiny-chat"
+
+
+def test_jobs_get_fresh_folders_when_left_empty(tmp_path: Path) -> None:
+    from tunelab.webui.jobs import job_config
+
+    train, train_dir = job_config("train", {"finetuning_type": "full"}, "max_steps: 3", tmp_path)
+    assert train_dir == Path(train["output_dir"]) and train_dir.parent == tmp_path / "tiny-chat" / "full"
+    assert train_dir.name.startswith("train_") and train["max_steps"] == 3
+    evaluation, eval_dir = job_config("eval", {"eval_dataset": ["identity"]}, None, tmp_path)
+    assert Path(evaluation["save_dir"]).parent == tmp_path / "tiny-chat" / "lora"
+    assert eval_dir.parent == tmp_path / "jobs" and eval_dir != Path(evaluation["save_dir"])
+    export, _ = job_config("export", {"export_dir": "models/m"}, None, tmp_path)
+    assert export["export_dir"] == "models/m"

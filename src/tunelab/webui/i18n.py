@@ -10,7 +10,7 @@ LANGS = ("en", "zh")
 
 TEXTS: dict[str, tuple[str, str]] = {
     # top bar
-    "ui_lang": ("Language / 语言", "Language / 语言"),
+    "ui_lang": ("Language", "语言"),
     "model_name_or_path": ("Model path or hub id", "模型路径"),
     "template": ("Chat template", "对话模板"),
     "finetuning_type": ("Finetuning method", "微调方法"),

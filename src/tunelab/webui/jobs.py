@@ -14,7 +14,7 @@ from typing import Any
 
 from tunelab.webui import runs
 from tunelab.webui.progress import loss_points, progress_markdown
-from tunelab.webui.yaml_config import build_config, check_config
+from tunelab.webui.yaml_config import build_config, check_config, merged_values
 
 
 def stamp() -> str:
@@ -33,6 +33,7 @@ def default_dir(root: Path, values: Mapping[str, Any], kind: str) -> Path:
 
 def job_config(kind: str, values: Mapping[str, Any], extra_yaml: str | None, root: Path) -> tuple[dict[str, Any], Path]:
     """(config, run folder) for a job, filling the output folder the user left empty."""
+    values = merged_values(values)
     config = build_config(kind, values, extra_yaml if kind == "train" else None)
     if kind == "train":
         config["output_dir"] = config.get("output_dir") or str(default_dir(root, values, "train"))
