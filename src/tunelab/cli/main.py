@@ -21,14 +21,15 @@ class Subcommand:
 
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
-    Subcommand("train", "fine-tune a model from a YAML config (pt, sft, rm, dpo, kto, ppo, grpo)", "tunelab.cli.cmd_train"),
+    Subcommand("train", "fine-tune a model from a YAML config (pt, sft, rm, dpo, kto, ppo, grpo)",
+               "tunelab.cli.cmd_train"),
     Subcommand("chat", "chat with a model in the terminal", "tunelab.cli.cmd_chat"),
     Subcommand("webchat", "chat with a model in the browser", "tunelab.cli.cmd_webchat"),
     Subcommand("api", "serve a model behind an OpenAI-compatible API", "tunelab.cli.cmd_api"),
     Subcommand("export", "merge adapters, shard, quantize and export a model (safetensors, GGUF, Ollama)",
                "tunelab.cli.cmd_export"),
     Subcommand("eval", "evaluate a model on benchmarks (MMLU / CMMLU / C-Eval layout) or a data set", "tunelab.cli.cmd_eval"),
-    Subcommand("webui", "the web UI that trains, evaluates, chats and exports", None, "web UI (tunelab board)"),
+    Subcommand("webui", "the web UI that trains, evaluates, chats and exports", "tunelab.cli.cmd_webui"),
     Subcommand("score", "print a reward model's score for a prompt + response", "tunelab.cli.cmd_score"),
     Subcommand("check", "validate a config without loading weights and print it resolved", "tunelab.cli.cmd_check"),
     Subcommand("data", "check data sets: `tunelab data check NAME[,NAME]`", "tunelab.cli.cmd_data"),

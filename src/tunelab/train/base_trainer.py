@@ -42,6 +42,8 @@ class TunelabTrainer(Seq2SeqTrainer):
             raise save_failed(self.state.global_step, error, previous) from None
         finally:
             self._staging_run_dir = None
+        if self.args.world_size > 1:
+            self.accelerator.wait_for_everyone()  # every rank's RNG state / ZeRO shards are staged before publishing
         if self.args.should_save:
             publish(staging_root(run_dir) / name, Path(run_dir) / name)
             best = self.state.best_model_checkpoint

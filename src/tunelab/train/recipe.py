@@ -45,6 +45,11 @@ def _training_values(config: Config) -> dict[str, Any]:
         if not torch.cuda.is_available():
             raise UserError(f"optim: {optim} (bitsandbytes) needs a CUDA GPU and none was found; use optim: adamw_torch.")
         require_package("bitsandbytes", f"optim: {optim}", extra="gpu")
+    if values.get("ddp_backend") and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        logger.info("ddp_backend = %s ignored: this run is a single process", values.pop("ddp_backend"))
+    if config.finetuning.disable_shuffling:
+        values["train_sampling_strategy"] = "sequential"
+        logger.info("disable_shuffling: the training data is read in order (train_sampling_strategy = sequential)")
     values["remove_unused_columns"] = False  # packed rows carry segment lengths the model must not see
     values["include_num_input_tokens_seen"] = "no"  # counted exactly by TunelabTrainer instead
     values.setdefault("label_names", ["labels"])
@@ -85,6 +90,9 @@ def run_training(config: Config) -> TrainingRun:
     from tunelab.config.training_build import build_training_arguments
 
     args = build_training_arguments(values)
+    if args.do_predict and args.world_size > 1:
+        raise UserError("do_predict runs in one process; run it without torchrun (a separate `tunelab train` with "
+                        "do_train: false, do_predict: true) after training.")
     check_output_dir(output_dir)
     transformers.set_seed(args.seed)
     model_path = resolve_model_path(config.model.model_name_or_path)
@@ -93,7 +101,8 @@ def run_training(config: Config) -> TrainingRun:
                             default_system=config.data.default_system)
     dtype = torch_dtype_for(values, config.model.infer_dtype)
     quantization = quantization_config(config.model, dtype)
-    prepared = prepare_data(config, tokenizer, template)
+    with args.main_process_first(local=True, desc="tokenizing the data"):  # one rank builds the cache, the rest reuse it
+        prepared = prepare_data(config, tokenizer, template)
     if args.should_save:  # rank 0 only under torchrun: one process writes the run's outputs
         write_resolved_config(config, output_dir)
 
@@ -109,7 +118,8 @@ def run_training(config: Config) -> TrainingRun:
         check_disk_space(output_dir, model, full_weights=config.finetuning.finetuning_type != "lora")
     if config.finetuning.pissa_init and config.finetuning.pissa_convert and args.do_train:
         pissa_init_dir = Path(output_dir) / "pissa_init"
-        model.save_pretrained(pissa_init_dir)
+        if args.should_save:
+            model.save_pretrained(pissa_init_dir)
 
     # 3. train
     interrupt = InterruptCallback()
@@ -122,7 +132,7 @@ def run_training(config: Config) -> TrainingRun:
     metrics: dict[str, Any] = {}
     if args.do_train:
         result = _train(trainer, checkpoint, interrupt)
-        if pissa_init_dir is not None:
+        if pissa_init_dir is not None and args.should_save:
             model.save_pretrained(output_dir, path_initial_model_for_weight_conversion=str(pissa_init_dir))
             logger.info("pissa_convert: saved the adapter as a plain LoRA adapter")
         else:
