@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tunelab.testing import TinyModelSpec, build_tiny_model
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures"
@@ -32,3 +34,21 @@ def tokenizer_dir() -> Path:
 @pytest.fixture(scope="session")
 def chat_template_dir() -> Path:
     return CHAT_TEMPLATES
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2 (2 layers, hidden 32) with the real Qwen2.5 tokenizer, built once per session."""
+    spec = TinyModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2, tie_word_embeddings=True)
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen"), family="qwen2", spec=spec)
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private tokenized-data / built-in-model cache, and the test's own working folder (no ./data).
+
+    Folders whose tests train request it for every test with an autouse fixture in their conftest.
+    """
+    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "cache"

@@ -7,14 +7,6 @@ from pathlib import Path
 import pytest
 from _dist_helpers import run, run_env, train_args, tunelab
 
-from tunelab.testing import TinyModelSpec, build_tiny_model
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = TinyModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2, tie_word_embeddings=True)
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen"), family="qwen2", spec=spec)
-
 
 @pytest.fixture(scope="session")
 def reference(tiny_qwen: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

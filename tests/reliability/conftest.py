@@ -1,4 +1,4 @@
-"""Fixtures for training tests: a tiny Qwen2 model with the real Qwen2.5 tokenizer, a private cache."""
+"""Reliability tests run in their own folder with a private cache (fixtures in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tunelab.testing import TinyModelSpec, build_tiny_model
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = TinyModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2, tie_word_embeddings=True)
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen"), family="qwen2", spec=spec)
-
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test gets its own tokenized-data cache and runs in its own folder (no ./data)."""
-    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path / "cache"
+def _isolated(private_cache: Path) -> Path:
+    return private_cache
