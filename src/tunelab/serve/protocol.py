@@ -7,14 +7,28 @@ so newer clients that send extra options keep working.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    """OpenAI clients send fields tunelab does not implement (logprobs, presence_penalty, ...): they are
+    accepted, as the protocol expects, but never dropped silently: the server log names them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _report_ignored(self) -> _Request:
+        if self.model_extra:
+            logger.warning("%s: ignoring fields tunelab does not support: %s", type(self).__name__,
+                           ", ".join(sorted(self.model_extra)))
+        return self
+
+
+logger = logging.getLogger("tunelab.serve")
 
 
 class FunctionCall(_Request):
