@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.cli.cmd_chat import main as chat_main
-from tunelab.cli.cmd_chat import pop_option
+from tunelab.cli.options import pop_option
 from tunelab.config.parser import parse_config
 from tunelab.data.conversation import Message, Role
 from tunelab.infer.loader import load_chat_model

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunelab.cli.options import pop_option
+
 USAGE = """usage: tunelab score CONFIG.yaml [key=value ...] --prompt TEXT --response TEXT [--system TEXT]
 
 Score one response with a reward model trained by `stage: rm`: the config names the base model
@@ -11,25 +13,6 @@ Score one response with a reward model trained by `stage: rm`: the config names 
 value_head.safetensors) and the template. The prompt and response are encoded exactly as in
 training (template, turn markers, end of turn) and the reward, read at the response's last
 token, is printed."""
-
-
-def pop_option(argv: list[str], name: str) -> tuple[list[str], str | None]:
-    """Take `--name VALUE` / `--name=VALUE` out of argv (an option of the command, not a config key)."""
-    from tunelab.errors import UserError
-
-    rest: list[str] = []
-    value: str | None = None
-    items = iter(argv)
-    for item in items:
-        if item == name:
-            value = next(items, None)
-            if value is None:
-                raise UserError(f"{name} needs a value")
-        elif item.startswith(name + "="):
-            value = item[len(name) + 1 :]
-        else:
-            rest.append(item)
-    return rest, value
 
 
 class RewardModel:
