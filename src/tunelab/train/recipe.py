@@ -94,6 +94,10 @@ def run_training(config: Config) -> TrainingRun:
         raise UserError("do_predict runs in one process; run it without torchrun (a separate `tunelab train` with "
                         "do_train: false, do_predict: true) after training.")
     check_output_dir(output_dir)
+    if config.finetuning.plot_loss:
+        from tunelab.errors import require_package
+
+        require_package("matplotlib", "plot_loss", extra="metrics")  # before training, not after it
     transformers.set_seed(args.seed)
     model_path = resolve_model_path(config.model.model_name_or_path)
     tokenizer = load_tokenizer(config.model, model_path)
