@@ -17,7 +17,6 @@ ppo_buffer_size` optimiser steps, the anchor's schedule. `max_steps` counts opti
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections import OrderedDict
@@ -32,11 +31,8 @@ from torch.utils.data import Sampler
 from tunelab.errors import UserError
 from tunelab.model.value_head import (
     ATTRIBUTE,
-    PREFIX,
     attach_value_head,
     detach_value_head,
-    load_value_head,
-    save_value_head,
 )
 from tunelab.train import rl_losses as R
 from tunelab.train.grpo_trainer import check_rl_common
@@ -49,6 +45,7 @@ from tunelab.train.rl_rollout import (
     generation_config,
     sample,
 )
+from tunelab.train.value_head_checkpoints import ValueHeadCheckpointMixin
 
 logger = logging.getLogger("tunelab.train")
 
@@ -111,7 +108,7 @@ class PPOBatch:
     returns: torch.Tensor
 
 
-class PPOTrainer(ReferenceTrainer):
+class PPOTrainer(ValueHeadCheckpointMixin, ReferenceTrainer):
     """PPO with a value head, a reward model, the KL-penalised reward and GAE."""
 
     def __init__(self, *args: Any, model: Any = None, **kwargs: Any) -> None:
@@ -213,35 +210,14 @@ class PPOTrainer(ReferenceTrainer):
 
     # -- saving: the policy like sft, the value head beside it, the controller state in checkpoints ----
 
-    @contextlib.contextmanager
-    def _without_head(self) -> Iterator[Any]:
-        head = detach_value_head(self.model)
-        try:
-            yield head
-        finally:
-            if head is not None:
-                attach_value_head(self.model, head)
+    def _save_extra(self, output_dir: Path) -> None:
+        state = {"kl_coef": self.kl_ctl.value, "score_mean": self.score_moments.mean,
+                 "score_var": self.score_moments.var, "score_count": self.score_moments.count}
+        (output_dir / STATE_FILE).write_text(json.dumps(state))
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if state_dict is not None:
-            state_dict = {k: v for k, v in state_dict.items() if not k.startswith(PREFIX)}
-        with self._without_head() as head:
-            super()._save(output_dir, state_dict=state_dict)
-        if self.args.should_save and head is not None:
-            save_value_head(head, output_dir)
-            state = {"kl_coef": self.kl_ctl.value, "score_mean": self.score_moments.mean,
-                     "score_var": self.score_moments.var, "score_count": self.score_moments.count}
-            (Path(output_dir) / STATE_FILE).write_text(json.dumps(state))
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        with self._without_head() as head:
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
-        path = Path(resume_from_checkpoint)
-        if head is not None and (path / "value_head.safetensors").is_file():
-            head.load_state_dict(load_value_head(path / "value_head.safetensors").state_dict())
-        if (path / STATE_FILE).is_file():
-            state = json.loads((path / STATE_FILE).read_text())
+    def _load_extra(self, checkpoint: Path) -> None:
+        if (checkpoint / STATE_FILE).is_file():
+            state = json.loads((checkpoint / STATE_FILE).read_text())
             self.kl_ctl.value = float(state["kl_coef"])
             self.score_moments.mean, self.score_moments.var = float(state["score_mean"]), float(state["score_var"])
             self.score_moments.count = int(state["score_count"])

@@ -8,31 +8,22 @@ plain adapter or model folder) and written next to it as `value_head.safetensors
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-from collections.abc import Iterator
 from typing import Any
-
-import torch
 
 from tunelab.model.value_head import (
     ATTRIBUTE,
-    PREFIX,
-    VALUE_HEAD_FILE,
     attach_value_head,
-    detach_value_head,
-    load_value_head,
-    save_value_head,
     sequence_rewards,
 )
 from tunelab.train.losses import pairwise_reward_loss
 from tunelab.train.pref_trainer import MetricsTrainer
+from tunelab.train.value_head_checkpoints import ValueHeadCheckpointMixin
 
 logger = logging.getLogger("tunelab.train")
 
 
-class RewardTrainer(MetricsTrainer):
+class RewardTrainer(ValueHeadCheckpointMixin, MetricsTrainer):
     """Pairwise reward modelling: −log σ(r_chosen − r_rejected); logs accuracy (chosen scored higher)."""
 
     def __init__(self, *args: Any, model: Any = None, **kwargs: Any) -> None:
@@ -54,32 +45,3 @@ class RewardTrainer(MetricsTrainer):
             "rewards/margins": chosen - rejected,
         })
         return (loss, {"chosen_rewards": chosen, "rejected_rewards": rejected}) if return_outputs else loss
-
-    @contextlib.contextmanager
-    def _without_head(self) -> Iterator[Any]:
-        head = detach_value_head(self.model)
-        try:
-            yield head
-        finally:
-            if head is not None:
-                attach_value_head(self.model, head)
-
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """The LM as usual (adapter or model folder), the head as `value_head.safetensors` beside it."""
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if state_dict is not None:  # DeepSpeed / FSDP gathered state: the head's keys leave it
-            state_dict = {k: v for k, v in state_dict.items() if not k.startswith(PREFIX)}
-        with self._without_head() as head:
-            super()._save(output_dir, state_dict=state_dict)
-        if self.args.should_save and head is not None:
-            path = save_value_head(head, output_dir)
-            logger.info("value head saved to %s", path)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        with self._without_head() as head:
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
-        path = os.path.join(resume_from_checkpoint, VALUE_HEAD_FILE)
-        if head is not None and os.path.isfile(path):
-            with torch.no_grad():
-                head.load_state_dict(load_value_head(path).state_dict())
-            logger.info("value head restored from %s", path)

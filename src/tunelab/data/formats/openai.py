@@ -14,16 +14,14 @@ from tunelab.data.conversation import Example, Message, Role, Source
 from tunelab.data.formats.common import (
     ConvertContext,
     Turn,
-    check_ending,
-    check_order,
-    make_example,
-    pretraining_example,
-    read_kto_tag,
-    read_media,
     read_system,
-    read_tools,
 )
-from tunelab.data.formats.sharegpt import read_candidate, read_message, role_map, tag_names
+from tunelab.data.formats.sharegpt import (
+    finish_conversation,
+    read_candidate,
+    read_message,
+    role_map,
+)
 from tunelab.data.validate import RowChecker, type_name
 
 TOOL_RESPONSE_SEPARATOR = "\n</tool_response>\n<tool_response>\n"
@@ -117,33 +115,8 @@ def convert_openai(row: dict[str, Any], ctx: ConvertContext, ck: RowChecker) -> 
     if not ck.ok:
         return None
 
-    if ctx.stage == "pt":
-        if not turns:
-            ck.add(column, "empty conversation")
-            return None
-        return pretraining_example(turns[0].content, source)
-
-    names = tag_names(ctx)
-    if not check_order(turns, ck, names) or not check_ending(turns, ck, ctx, column, names):
-        return None
-
-    tools_col = attr.column("tools")
-    tools = read_tools(row.get(tools_col), tools_col, ck) if tools_col else None
-    media = read_media(row, ctx, ck)
-    chosen = rejected = None
-    kto_tag = None
-    if attr.ranking:
-        chosen = _candidate(row, attr.column("chosen") or "chosen", ctx, ck, roles)
-        rejected = _candidate(row, attr.column("rejected") or "rejected", ctx, ck, roles)
-    elif ctx.wants_kto:
-        kto_col = attr.column("kto_tag") or "kto_tag"
-        kto_tag = read_kto_tag(row.get(kto_col), kto_col, ck)
-    if not ck.ok:
-        return None
-    return make_example(
-        turns, ctx=ctx, source=source, system=system, tools=tools,
-        chosen=chosen, rejected=rejected, kto_tag=kto_tag, media=media,
-    )  # fmt: skip
+    return finish_conversation(row, turns, ctx, ck, source=source, system=system, column=column, roles=roles,
+                               candidate=_candidate)
 
 
 def _candidate(row: dict[str, Any], column: str, ctx: ConvertContext, ck: RowChecker, roles: dict[str, Role]) -> Message | None:

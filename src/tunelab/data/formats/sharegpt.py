@@ -110,8 +110,22 @@ def convert_sharegpt(row: dict[str, Any], ctx: ConvertContext, ck: RowChecker) -
     if not ck.ok:
         return None
 
+    return finish_conversation(row, turns, ctx, ck, source=source, system=system, column=column, roles=roles,
+                               candidate=read_candidate)
+
+
+def finish_conversation(
+    row: dict[str, Any], turns: list[Turn], ctx: ConvertContext, ck: RowChecker, *, source: Source,
+    system: str | None, column: str, roles: dict[str, Role], candidate: Any,
+) -> Example | None:  # fmt: skip
+    """The part sharegpt and openai share once the turns are read: pre-training text, role order and
+    ending, tools, media, preference candidates (`candidate` reads one) or the KTO tag, then the Example."""
+    attr = ctx.attr
     if ctx.stage == "pt":
-        return pretraining_example(turns[0].content, source) if turns else _empty(ck, column)
+        if not turns:
+            ck.add(column, "empty conversation")
+            return None
+        return pretraining_example(turns[0].content, source)
 
     names = tag_names(ctx)
     if not check_order(turns, ck, names) or not check_ending(turns, ck, ctx, column, names):
@@ -123,8 +137,8 @@ def convert_sharegpt(row: dict[str, Any], ctx: ConvertContext, ck: RowChecker) -
     chosen = rejected = None
     kto_tag = None
     if attr.ranking:
-        chosen = read_candidate(row, attr.column("chosen") or "chosen", ctx, ck, roles)
-        rejected = read_candidate(row, attr.column("rejected") or "rejected", ctx, ck, roles)
+        chosen = candidate(row, attr.column("chosen") or "chosen", ctx, ck, roles)
+        rejected = candidate(row, attr.column("rejected") or "rejected", ctx, ck, roles)
     elif ctx.wants_kto:
         kto_col = attr.column("kto_tag") or "kto_tag"
         kto_tag = read_kto_tag(row.get(kto_col), kto_col, ck)
@@ -134,11 +148,6 @@ def convert_sharegpt(row: dict[str, Any], ctx: ConvertContext, ck: RowChecker) -
         turns, ctx=ctx, source=source, system=system, tools=tools,
         chosen=chosen, rejected=rejected, kto_tag=kto_tag, media=media,
     )  # fmt: skip
-
-
-def _empty(ck: RowChecker, column: str) -> None:
-    ck.add(column, "empty conversation")
-    return None
 
 
 def read_candidate(row: dict[str, Any], column: str, ctx: ConvertContext, ck: RowChecker, roles: dict[str, Role]) -> Message | None:
