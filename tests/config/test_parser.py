@@ -179,3 +179,27 @@ def test_rerunnable_values_reproduce_the_same_config(tmp_path):
     assert again.finetuning == config.finetuning
     assert again.data == config.data
     assert again.training_values == config.training_values
+
+
+@pytest.mark.parametrize(("args", "packing", "padding_free"), [
+    (["--stage", "sft"], False, True),  # sft: padding-free batches of examples by default
+    (["--stage", "pt"], True, False),  # pt: packed rows, as the anchor does
+    (["--stage", "sft", "--packing", "true"], True, False),
+    (["--stage", "pt", "--packing", "false"], False, True),
+    (["--stage", "sft", "--padding_free", "false"], False, False),
+    (["--stage", "dpo"], False, False),  # pairs are padded by their own collator
+])
+def test_padding_free_and_packing_defaults(args, packing, padding_free):
+    config = parse_config(args)
+    assert (config.data.packing, config.data.padding_free) == (packing, padding_free)
+    if padding_free:
+        assert config.derived["padding_free"][0] is True and "same examples per step" in config.derived["padding_free"][1]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--stage", "sft", "--packing", "true", "--padding_free", "true"], "padding_free and packing are both true"),
+    (["--stage", "dpo", "--padding_free", "true"], "padding_free applies to stages pt and sft; stage dpo pads"),
+])
+def test_padding_free_contradictions_are_refused(args, message):
+    with pytest.raises(UserError, match=message):
+        parse_config(args)

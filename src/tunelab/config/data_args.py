@@ -53,7 +53,14 @@ class DataArguments:
     eval_on_each_dataset: bool = field(default=False, metadata={"help": "Evaluate on each eval data set separately."})
     packing: bool | None = field(
         default=None,
-        metadata={"help": "Pack several examples into one row of `cutoff_len` tokens. Default: on for pt, and for sft in tunelab (attention never crosses examples)."},
+        metadata={"help": "Pack several examples into one row of `cutoff_len` tokens (fewer, fuller rows; a row counts "
+                          "as one example of the batch size). Default: on for pt, off for sft."},
+    )
+    padding_free: bool | None = field(
+        default=None,
+        metadata={"help": "Batch without padding: each batch's examples share rows, attention never crosses them, "
+                          "and a batch still holds per_device_train_batch_size examples. Default: on for sft and pt "
+                          "when packing is off."},
     )
     neat_packing: bool = field(
         default=False, metadata={"help": "Packing without attention across examples (always the case in tunelab)."}

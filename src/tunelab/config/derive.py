@@ -7,6 +7,9 @@ import importlib.util
 
 from tunelab.config.resolved import Config
 
+#: stages whose batches can be padding-free (their collator is train/collators.py's lm_collator)
+PADDING_FREE_STAGES = ("pt", "sft")
+
 
 def _set(config: Config, group: str, key: str, value: object, why: str) -> None:
     if group == "training":
@@ -27,6 +30,12 @@ def derive_values(config: Config) -> None:
     elif data.packing is None:
         packing = ft.stage == "pt"
         _set(config, "data", "packing", packing, f"default for stage {ft.stage}")
+    if data.padding_free is None:
+        if ft.stage in PADDING_FREE_STAGES and not data.packing:
+            _set(config, "data", "padding_free", True,
+                 f"default for stage {ft.stage}: no compute on padding, same examples per step")
+        else:
+            data.padding_free = False
     if model.use_unsloth and importlib.util.find_spec("unsloth") is None:
         config.derived.setdefault(
             "use_unsloth",

@@ -49,7 +49,11 @@ class ModelArguments:
         metadata={"help": "Anchor key for unsloth's LoRA kernels. tunelab's own fast path is always on; unsloth is used only if installed."},
     )
     use_unsloth_gc: bool = field(default=False, metadata={"help": "Unsloth-style offloaded gradient checkpointing."})
-    enable_liger_kernel: bool = field(default=False, metadata={"help": "Use liger-kernel's fused Triton kernels (GPU)."})
+    enable_liger_kernel: bool | None = field(
+        default=None,
+        metadata={"help": "liger-kernel's fused RMSNorm / RoPE / SwiGLU / loss Triton kernels. Default: on with a CUDA GPU "
+                          "and liger-kernel installed; true requires the package."},
+    )
     moe_aux_loss_coef: float | None = field(default=None, metadata={"help": "Router auxiliary loss coefficient for MoE models."})
     disable_gradient_checkpointing: bool = field(default=False, metadata={"help": "Turn gradient checkpointing off."})
     use_reentrant_gc: bool = field(default=True, metadata={"help": "Use reentrant gradient checkpointing."})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tunelab.config.derive import PADDING_FREE_STAGES
 from tunelab.config.resolved import Config
 from tunelab.errors import UserError
 
@@ -41,6 +42,12 @@ def validate_config(config: Config) -> None:
               "train_on_prompt trains every token. Choose one.")
     if data.neat_packing and data.packing is False:
         _fail(config, "neat_packing is true but packing is false; neat_packing is a kind of packing.")
+    if data.padding_free and data.packing:
+        _fail(config, "padding_free and packing are both true; packing already leaves no padding (rows of cutoff_len "
+              "tokens). Choose one: packing changes what a batch is, padding_free keeps batches of examples.")
+    if data.padding_free and ft.stage not in PADDING_FREE_STAGES:
+        _fail(config, f"padding_free applies to stages {' and '.join(PADDING_FREE_STAGES)}; stage {ft.stage} pads "
+              "its batches. Remove padding_free.")
     if data.val_size < 0:
         _fail(config, f"val_size={data.val_size}: use a fraction in [0, 1) or a number of examples.")
     if data.val_size > 0 and data.eval_dataset:

@@ -83,9 +83,40 @@ class PackedCollator:
         return out
 
 
+@dataclass
+class PaddingFreeCollator:
+    """The batch's own examples packed into as few rows as they fit: no padding, no attention across
+    examples, and the same examples per optimizer step as padded batching (unlike `packing`).
+
+    With varlen attention (flash-attention) the whole batch is one row and the cost is Σ lengthᵢ².
+    Otherwise rows hold at most the batch's longest example, so the padded tensor has no more rows
+    (and no longer rows) than padding would give, and each row's mask is no larger.
+    """
+
+    pad_token_id: int
+    varlen_attention: bool = False
+    mask_dtype: Any = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        from tunelab.train.packing import pack_examples
+
+        rows = [{"input_ids": f["input_ids"], "labels": f.get("labels", f["input_ids"])} for f in features]
+        lengths = [len(f["input_ids"]) for f in rows]
+        capacity = sum(lengths) if self.varlen_attention else max(lengths)
+        packed = pack_examples(rows, capacity)
+        return PackedCollator(self.pad_token_id, self.varlen_attention, self.mask_dtype)(packed)
+
+
+def uses_varlen_attention(model: Any) -> bool:
+    """Whether the model's attention takes packed rows from position ids alone (no mask needed)."""
+    return getattr(model.config, "_attn_implementation", "") in ("flash_attention_2", "flash_attention_3")
+
+
 def lm_collator(prepared: Any, tokenizer: Any, model: Any, config: Any) -> Any:
-    """Collator of the language-modelling stages (pt, sft): packed rows or padded rows."""
+    """Collator of the language-modelling stages (pt, sft): packed rows, padding-free batches or padded rows."""
+    varlen = uses_varlen_attention(model)
     if prepared.packed:
-        varlen = getattr(model.config, "_attn_implementation", "") in ("flash_attention_2", "flash_attention_3")
         return PackedCollator(pad_token_id=tokenizer.pad_token_id, varlen_attention=varlen, mask_dtype=model.dtype)
+    if config is not None and config.data.padding_free:
+        return PaddingFreeCollator(pad_token_id=tokenizer.pad_token_id, varlen_attention=varlen, mask_dtype=model.dtype)
     return PaddingCollator(pad_token_id=tokenizer.pad_token_id)

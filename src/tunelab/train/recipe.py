@@ -68,6 +68,7 @@ def run_training(config: Config) -> TrainingRun:
     import transformers
 
     from tunelab.data.templates import get_template
+    from tunelab.model.liger import apply_liger_kernels, liger_installed, resolve_liger
     from tunelab.model.load import load_model, load_tokenizer, resolve_model_path, torch_dtype_for
     from tunelab.model.quantization import quantization_config
     from tunelab.model.tuning import apply_tuning
@@ -104,6 +105,8 @@ def run_training(config: Config) -> TrainingRun:
     template = get_template(config.data.template, tokenizer, tool_format=config.data.tool_format,
                             default_system=config.data.default_system)
     dtype = torch_dtype_for(values, config.model.infer_dtype)
+    config.model.enable_liger_kernel = resolve_liger(config.model.enable_liger_kernel, cuda_available=cuda_available(),
+                                                     installed=liger_installed())
     quantization = quantization_config(config.model, dtype)
     with args.main_process_first(local=True, desc="tokenizing the data"):  # one rank builds the cache, the rest reuse it
         prepared = prepare_data(config, tokenizer, template)
@@ -112,6 +115,8 @@ def run_training(config: Config) -> TrainingRun:
 
     # 2. model: weights, then the tuning method that decides what trains
     model = load_model(config.model, tokenizer, dtype=dtype, model_path=model_path, quantization_config=quantization)
+    if config.model.enable_liger_kernel:
+        apply_liger_kernels(model)
     if args.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=args.activation_checkpointing_kwargs)
         model.enable_input_require_grads()
@@ -163,6 +168,12 @@ def run_training(config: Config) -> TrainingRun:
 
         plot_losses(output_dir)
     return TrainingRun(Path(output_dir), metrics, trainer.model, tokenizer, template)
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _train(trainer: Any, checkpoint: str | None, interrupt: Any) -> Any:

@@ -24,9 +24,9 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {
-    "pt": Stage("pt", "tunelab.train.base_trainer:TunelabTrainer", "tunelab.train.collators:lm_collator",
+    "pt": Stage("pt", "tunelab.train.lm_trainer:CausalLMTrainer", "tunelab.train.collators:lm_collator",
                 "continued pre-training on plain text"),
-    "sft": Stage("sft", "tunelab.train.base_trainer:TunelabTrainer", "tunelab.train.collators:lm_collator",
+    "sft": Stage("sft", "tunelab.train.lm_trainer:CausalLMTrainer", "tunelab.train.collators:lm_collator",
                  "supervised fine-tuning on conversations"),
     "rm": Stage("rm", "tunelab.train.rm_trainer:RewardTrainer", "tunelab.train.pair_collators:pair_collator",
                 "reward modelling: a value head trained on chosen / rejected pairs"),
