@@ -47,12 +47,12 @@ def _tokenize_with_offsets(tokenizer: Any, segments: Sequence[Segment]) -> list[
         starts.append(position)
         position += len(segment.text)
     text = "".join(segment.text for segment in segments)
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = _ids_and_offsets(tokenizer, text)
     tokens = []
     ends = starts[1:] + [position]
     fields = [(segment.turn, segment.response, segment.trained, segment.content) for segment in segments]
     current = 0  # offsets only move forward: the segment of the previous token is the first candidate
-    for index, (token_id, (start, end)) in enumerate(zip(encoded["input_ids"], encoded["offset_mapping"])):
+    for index, (token_id, (start, end)) in enumerate(zip(ids, offsets)):
         last_char = end - 1 if end > start else start
         if not starts[current] <= start < ends[current]:
             current = max(bisect.bisect_right(starts, start) - 1, 0)
@@ -68,6 +68,17 @@ def _tokenize_with_offsets(tokenizer: Any, segments: Sequence[Segment]) -> list[
         tokens.append(Token(int(token_id), segment.turn, segment.response, any(segments[i].trained for i in covered),
                             segment.content, -1 - index if segment.content else owner))
     return tokens
+
+
+def _ids_and_offsets(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids and character offsets, straight from the Rust tokenizer when there is one (the
+    transformers wrapper around it cost a fifth of the encoding time; the result is the same)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        encoding = backend.encode(text, add_special_tokens=False)
+        return encoding.ids, encoding.offsets
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return encoded["input_ids"], encoded["offset_mapping"]
 
 
 def _tokenize_each(tokenizer: Any, segments: Sequence[Segment]) -> list[Token]:
