@@ -117,10 +117,9 @@ def run_training(config: Config) -> TrainingRun:
     model = load_model(config.model, tokenizer, dtype=dtype, model_path=model_path, quantization_config=quantization)
     if config.model.enable_liger_kernel:
         apply_liger_kernels(model)
-    if args.activation_checkpointing:
+    if args.do_train and _activation_checkpointing(config, values, args, model):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=args.activation_checkpointing_kwargs)
         model.enable_input_require_grads()
-        logger.info("gradient checkpointing on: activations are recomputed to save memory")
     model = apply_tuning(model, config.finetuning, config.model, is_trainable=bool(args.do_train))
     pissa_init_dir = None
     if args.do_train:
@@ -168,6 +167,26 @@ def run_training(config: Config) -> TrainingRun:
 
         plot_losses(output_dir)
     return TrainingRun(Path(output_dir), metrics, trainer.model, tokenizer, template)
+
+
+def _activation_checkpointing(config: Config, values: dict[str, Any], args: Any, model: Any) -> bool:
+    """The user's choice when given; otherwise the memory rule of train/checkpointing_rule.py (logged)."""
+    from tunelab.train.checkpointing_rule import choose_checkpointing
+
+    if "activation_checkpointing" in values or config.model.disable_gradient_checkpointing:
+        if args.activation_checkpointing:
+            logger.info("activation checkpointing on (activation_checkpointing: true): activations are recomputed")
+        return bool(args.activation_checkpointing)
+    decision = choose_checkpointing(model, batch_size=args.per_device_train_batch_size, cutoff_len=config.data.cutoff_len,
+                                    full_weights_train=config.finetuning.finetuning_type != "lora",
+                                    device_is_cuda=model.device.type == "cuda")
+    state = "on" if decision.enabled else "off"
+    logger.info("activation checkpointing %s (default rule: %s; set activation_checkpointing to choose)",
+                state, decision.reason())
+    if decision.enabled:
+        args.activation_checkpointing_kwargs = args.activation_checkpointing_kwargs or {
+            "use_reentrant": config.model.use_reentrant_gc}
+    return decision.enabled
 
 
 def cuda_available() -> bool:
