@@ -12,6 +12,7 @@ from tunelab.cli.main import main
 from tunelab.config.parser import parse_config
 from tunelab.errors import UserError
 from tunelab.train.base_trainer import TunelabTrainer
+from tunelab.train.lm_trainer import CausalLMTrainer
 from tunelab.train.recipe import run_training
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -30,7 +31,7 @@ def args(model, out, **extra):
 def nan_at_steps(monkeypatch):
     """Rig the loss: NaN on chosen (1-based) optimizer steps."""
     def rig(steps):
-        original = TunelabTrainer.compute_loss
+        original = CausalLMTrainer.compute_loss  # the trainer of stage sft
 
         def compute_loss(self, model, inputs, *a, **kw):
             loss = original(self, model, inputs, *a, **kw)
@@ -38,7 +39,7 @@ def nan_at_steps(monkeypatch):
                 return loss * float("nan")
             return loss
 
-        monkeypatch.setattr(TunelabTrainer, "compute_loss", compute_loss)
+        monkeypatch.setattr(CausalLMTrainer, "compute_loss", compute_loss)
     return rig
 
 
