@@ -187,7 +187,12 @@ def test_rerunnable_values_reproduce_the_same_config(tmp_path):
     (["--stage", "sft", "--packing", "true"], True, False),
     (["--stage", "pt", "--packing", "false"], False, True),
     (["--stage", "sft", "--padding_free", "false"], False, False),
-    (["--stage", "dpo"], False, False),  # pairs are padded by their own collator
+    (["--stage", "dpo"], False, True),  # pairs: chosen and rejected sequences packed padding-free
+    (["--stage", "rm"], False, True),
+    (["--stage", "kto"], False, True),
+    (["--stage", "dpo", "--padding_free", "false"], False, False),
+    (["--stage", "ppo"], False, False),  # rollouts are padded
+    (["--stage", "grpo"], False, False),
 ])
 def test_padding_free_and_packing_defaults(args, packing, padding_free):
     config = parse_config(args)
@@ -198,7 +203,9 @@ def test_padding_free_and_packing_defaults(args, packing, padding_free):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--stage", "sft", "--packing", "true", "--padding_free", "true"], "padding_free and packing are both true"),
-    (["--stage", "dpo", "--padding_free", "true"], "padding_free applies to stages pt and sft; stage dpo pads"),
+    (["--stage", "ppo", "--padding_free", "true"],
+     "padding_free applies to stages pt, sft, rm, dpo and kto; stage ppo pads"),
+    (["--stage", "grpo", "--padding_free", "true"], "stage grpo pads its batches"),
 ])
 def test_padding_free_contradictions_are_refused(args, message):
     with pytest.raises(UserError, match=message):

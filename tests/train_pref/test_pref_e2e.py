@@ -234,3 +234,30 @@ def test_reward_model_resume_restores_the_value_head(tiny_qwen, tmp_path):
     resumed = load_value_head(out / "value_head.safetensors").summary.weight
     assert torch.allclose(straight, resumed, atol=1e-6)
     assert not torch.allclose(load_value_head(out / "checkpoint-2" / "value_head.safetensors").summary.weight, resumed)
+
+
+@pytest.mark.parametrize(("stage", "extra"), [
+    ("dpo", {"pref_ftx": 0.1}), ("rm", {}), ("kto", {"dataset": "kto_en_demo", "pref_ftx": 0.1}),
+])
+def test_padding_free_default_trains_like_padded_batches(tiny_qwen, tmp_path, monkeypatch, stage, extra):
+    """rm / dpo / kto batch padding-free by default; `padding_free: false` pads, and the runs log the same losses."""
+    from tunelab.train import pair_collators
+
+    packed_calls = []
+    original = pair_collators.pack_sequences
+    monkeypatch.setattr(pair_collators, "pack_sequences", lambda *a, **k: packed_calls.append(1) or original(*a, **k))
+
+    config = parse_config(pref_args(tiny_qwen, tmp_path / "free", stage=stage, max_steps=3, **extra))
+    assert config.data.padding_free is True
+    run_training(config)
+    assert packed_calls
+    packed_calls.clear()
+    run_training(parse_config(pref_args(tiny_qwen, tmp_path / "padded", stage=stage, max_steps=3, padding_free=False,
+                                        **extra)))
+    assert not packed_calls
+    free, padded = log_lines(tmp_path / "free"), log_lines(tmp_path / "padded")
+    assert len(free) == len(padded) == 3
+    for a, b in zip(free, padded, strict=True):
+        for key in ("loss", "accuracy", "rewards/margins", "kl", "loss/sft"):
+            if key in b:
+                assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-5), key

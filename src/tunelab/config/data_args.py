@@ -59,8 +59,8 @@ class DataArguments:
     padding_free: bool | None = field(
         default=None,
         metadata={"help": "Batch without padding: each batch's examples share rows, attention never crosses them, "
-                          "and a batch still holds per_device_train_batch_size examples. Default: on for sft and pt "
-                          "when packing is off."},
+                          "and a batch still holds per_device_train_batch_size examples. Default: on for sft, rm, dpo, "
+                          "kto, and pt when packing is off."},
     )
     neat_packing: bool = field(
         default=False, metadata={"help": "Packing without attention across examples (always the case in tunelab)."}

@@ -7,8 +7,9 @@ import importlib.util
 
 from tunelab.config.resolved import Config
 
-#: stages whose batches can be padding-free (their collator is train/collators.py's lm_collator)
-PADDING_FREE_STAGES = ("pt", "sft")
+#: stages whose batches can be padding-free (by default when packing is off): pt and sft through
+#: train/collators.py's lm_collator, rm / dpo / kto through train/pair_collators.py
+PADDING_FREE_STAGES = ("pt", "sft", "rm", "dpo", "kto")
 
 
 def _set(config: Config, group: str, key: str, value: object, why: str) -> None:

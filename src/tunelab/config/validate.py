@@ -46,8 +46,9 @@ def validate_config(config: Config) -> None:
         _fail(config, "padding_free and packing are both true; packing already leaves no padding (rows of cutoff_len "
               "tokens). Choose one: packing changes what a batch is, padding_free keeps batches of examples.")
     if data.padding_free and ft.stage not in PADDING_FREE_STAGES:
-        _fail(config, f"padding_free applies to stages {' and '.join(PADDING_FREE_STAGES)}; stage {ft.stage} pads "
-              "its batches. Remove padding_free.")
+        stages = ", ".join(PADDING_FREE_STAGES[:-1]) + " and " + PADDING_FREE_STAGES[-1]
+        _fail(config, f"padding_free applies to stages {stages}; stage {ft.stage} pads its batches. "
+              "Remove padding_free.")
     if data.val_size < 0:
         _fail(config, f"val_size={data.val_size}: use a fraction in [0, 1) or a number of examples.")
     if data.val_size > 0 and data.eval_dataset:

@@ -3,7 +3,8 @@
 Each batch holds the examples and, from the collator, their mismatched rows (x_i, y_{i-1}); the
 policy-vs-reference KL on those rows is KTO's reference point z₀ (Ethayarajh et al. 2024, sec. 4.1).
 The policy scores the examples with gradients and the mismatched rows without (z₀ is detached
-anyway); the reference scores both in one no-grad pass.
+anyway); the reference scores both without gradients (one pass over a padded batch; two over a
+padding-free one, whose examples and mismatched sequences are packed apart).
 """
 
 from __future__ import annotations
@@ -15,14 +16,37 @@ import torch
 
 from tunelab.errors import UserError
 from tunelab.train import losses as L
-from tunelab.train.logprobs import forward_token_logps, sequence_logps
+from tunelab.train.logprobs import SEQUENCE_INDEX_KEY, is_padding_free, sequence_logps, sequence_token_logps
+from tunelab.train.pair_collators import KL_PREFIX
 from tunelab.train.pref_trainer import ReferenceTrainer
 
 logger = logging.getLogger("tunelab.train")
 
+MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "labels", SEQUENCE_INDEX_KEY)
+
 
 def rows(batch: dict[str, Any], part: slice) -> dict[str, Any]:
+    """Rows `part` of a padded batch (the examples are rows [0, B), their KL rows [B, 2B))."""
     return {k: batch[k][part] for k in ("input_ids", "attention_mask", "labels")}
+
+
+def examples_part(batch: dict[str, Any]) -> dict[str, Any]:
+    """The examples' rows of a padded or padding-free kto batch."""
+    if is_padding_free(batch):
+        return {k: batch[k] for k in MODEL_KEYS if k in batch}
+    return rows(batch, slice(0, batch["kto_tags"].shape[0]))
+
+
+def kl_part(batch: dict[str, Any]) -> dict[str, Any]:
+    """The mismatched KL sequences' rows of a padded or padding-free kto batch."""
+    if is_padding_free(batch):
+        return {k: batch[KL_PREFIX + k] for k in MODEL_KEYS if KL_PREFIX + k in batch}
+    return rows(batch, slice(batch["kto_tags"].shape[0], None))
+
+
+def summed_logps(model: Any, part: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sequence's summed response log-prob and its token count."""
+    return sequence_logps(*sequence_token_logps(model, part))
 
 
 KTO_PRECOMPUTE_REFUSED = (
@@ -54,8 +78,10 @@ class KTOTrainer(ReferenceTrainer):
                            "itself and the KL estimate equals its own reward; use a batch size of 2 or more.")
 
     def reference_values(self, ref: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        token_logps, mask = forward_token_logps(ref, rows(batch, slice(None)))
-        logps, _ = sequence_logps(token_logps, mask)
+        if is_padding_free(batch):  # examples and KL sequences are packed apart: two passes
+            return {"ref_logps": summed_logps(ref, examples_part(batch))[0],
+                    "ref_kl_logps": summed_logps(ref, kl_part(batch))[0]}
+        logps, _ = summed_logps(ref, rows(batch, slice(None)))  # padded: one pass over all rows
         half = logps.shape[0] // 2
         return {"ref_logps": logps[:half], "ref_kl_logps": logps[half:]}
 
@@ -63,12 +89,9 @@ class KTOTrainer(ReferenceTrainer):
                      num_items_in_batch: Any = None) -> Any:
         ft = self.config.finetuning
         tags = inputs["kto_tags"].bool()
-        count = tags.shape[0]
-        token_logps, mask = forward_token_logps(model, rows(inputs, slice(0, count)))
-        logps, lengths = sequence_logps(token_logps, mask)
+        logps, lengths = summed_logps(model, examples_part(inputs))
         with torch.no_grad():
-            kl_token_logps, kl_mask = forward_token_logps(model, rows(inputs, slice(count, None)))
-            kl_logps, _ = sequence_logps(kl_token_logps, kl_mask)
+            kl_logps, _ = summed_logps(model, kl_part(inputs))
         if "ref_logps" in inputs:
             ref_logps, ref_kl_logps = inputs["ref_logps"], inputs["ref_kl_logps"]
         else:

@@ -115,3 +115,84 @@ def forward_token_logps(model: Any, batch: dict[str, Any], *, chunk_tokens: int 
 def sequence_logps(token_logps: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Summed log-prob of each sequence's labelled tokens [B] and their count [B]."""
     return (token_logps * mask).sum(-1), mask.sum(-1)
+
+
+# -- padding-free batches of several sequences (rm, dpo, kto) --------------------------------------------
+#
+# A padding-free batch packs its sequences into rows (see `pair_collators.pack_sequences`) and carries
+# `sequence_index` [rows, T]: the index of the sequence each token belongs to (-1 on padding). The
+# functions below turn per-row outputs back into per-sequence ones laid out exactly as a padded batch
+# of those sequences would give them, so the losses never see the difference.
+
+SEQUENCE_INDEX_KEY = "sequence_index"
+
+
+def is_padding_free(batch: dict[str, Any]) -> bool:
+    return SEQUENCE_INDEX_KEY in batch
+
+
+def sequence_spans(sequence_index: Tensor) -> tuple[Tensor, Tensor]:
+    """Each sequence's first token as an offset into the flattened rows [S], and its length [S]."""
+    flat = sequence_index.reshape(-1)
+    count = int(flat.max()) + 1
+    real = flat >= 0
+    slot = torch.where(real, flat, torch.full_like(flat, count))  # padding goes to a spare slot
+    positions = torch.arange(flat.numel(), device=flat.device)
+    starts = torch.full((count + 1,), flat.numel(), dtype=torch.long, device=flat.device)
+    starts = starts.scatter_reduce(0, slot, positions, reduce="amin")
+    lengths = torch.zeros(count + 1, dtype=torch.long, device=flat.device).scatter_add(0, slot, real.long())
+    return starts[:count], lengths[:count]
+
+
+def per_sequence_token_logps(token_logps: Tensor, mask: Tensor, sequence_index: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-row token log-probs [R, T-1] of packed rows as per-sequence ones [S, max length − 1].
+
+    Row position t predicts the label at t+1; that label's sequence and its place in the sequence give
+    where the value lands. Each sequence's first label is ignored in packed rows (nothing of the
+    sequence precedes it), so no value crosses from one sequence to the next.
+    """
+    starts, lengths = sequence_spans(sequence_index)
+    width = max(int(lengths.max()) - 1, 0)
+    rows, length = sequence_index.shape
+    flat_positions = torch.arange(rows * length, device=sequence_index.device).view(rows, length)
+    label_sequence = sequence_index[:, 1:][mask]
+    label_place = (flat_positions[:, 1:][mask] - starts[label_sequence]) - 1  # column in the padded layout
+    out = token_logps.new_zeros((starts.shape[0], width))
+    out = out.index_put((label_sequence, label_place), token_logps[mask])
+    out_mask = torch.zeros((starts.shape[0], width), dtype=torch.bool, device=mask.device)
+    out_mask[label_sequence, label_place] = True
+    return out, out_mask
+
+
+def sequence_token_logps(model: Any, batch: dict[str, Any], *, chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+                         ) -> tuple[Tensor, Tensor]:
+    """Per-sequence token log-probs and mask of a padded or a padding-free batch, laid out as the padded one.
+
+    For a padded batch this is `forward_token_logps`; for a padding-free one the packed rows'
+    values are moved back to one row per sequence (`per_sequence_token_logps`).
+    """
+    if not is_padding_free(batch):
+        return forward_token_logps(model, batch, chunk_tokens=chunk_tokens)
+    check_packed_attention(model, batch)
+    token_logps, mask = forward_token_logps(model, batch, chunk_tokens=chunk_tokens)
+    return per_sequence_token_logps(token_logps, mask, batch[SEQUENCE_INDEX_KEY])
+
+
+def last_token_states(hidden: Tensor, batch: dict[str, Any]) -> Tensor:
+    """The hidden state [S, H] at each sequence's last token (padded rows: the row's last real token)."""
+    if is_padding_free(batch):
+        starts, lengths = sequence_spans(batch[SEQUENCE_INDEX_KEY])
+        return hidden.reshape(-1, hidden.shape[-1])[starts + lengths - 1]
+    last = batch["attention_mask"].long().sum(-1).clamp(min=1) - 1
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
+
+
+def check_packed_attention(model: Any, batch: dict[str, Any]) -> None:
+    """A packed row without a mask relies on varlen attention (position ids mark the boundaries); any
+    other attention would let its sequences see each other, so that is refused rather than computed."""
+    if "attention_mask" in batch:
+        return
+    attention = getattr(unwrap(model).config, "_attn_implementation", "")
+    if attention not in ("flash_attention_2", "flash_attention_3"):
+        raise ValueError(f"a padding-free batch without an attention mask needs flash-attention, but this model "
+                         f"uses {attention!r}; build the batch for this model (its collator's varlen_attention).")

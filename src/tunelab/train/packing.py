@@ -19,17 +19,13 @@ def chunk_tokens(ids: Sequence[int], size: int) -> list[list[int]]:
     return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
-def pack_examples(examples: Sequence[dict[str, Any]], cutoff_len: int) -> list[dict[str, Any]]:
-    """Greedy best-fit packing, longest examples first, into rows of at most `cutoff_len` tokens.
-
-    The first label of every example is set to -100: in an unpacked row that position is never a
-    prediction target (nothing precedes it), and in a packed row it must not become one.
-    """
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]), reverse=True)
-    rows: list[list[int]] = []  # example indices per row
+def pack_indices(lengths: Sequence[int], cutoff_len: int) -> list[list[int]]:
+    """Greedy best-fit packing, longest first: the indices of the items in each row of at most `cutoff_len`."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    rows: list[list[int]] = []  # item indices per row
     free: list[tuple[int, int]] = []  # sorted (free space, row index)
     for index in order:
-        length = len(examples[index]["input_ids"])
+        length = lengths[index]
         if length > cutoff_len:
             raise ValueError(f"example of {length} tokens is longer than cutoff_len={cutoff_len}")
         slot = bisect.bisect_left(free, (length, -1))
@@ -40,6 +36,16 @@ def pack_examples(examples: Sequence[dict[str, Any]], cutoff_len: int) -> list[d
         else:
             rows.append([index])
             bisect.insort(free, (cutoff_len - length, len(rows) - 1))
+    return rows
+
+
+def pack_examples(examples: Sequence[dict[str, Any]], cutoff_len: int) -> list[dict[str, Any]]:
+    """Greedy best-fit packing, longest examples first, into rows of at most `cutoff_len` tokens.
+
+    The first label of every example is set to -100: in an unpacked row that position is never a
+    prediction target (nothing precedes it), and in a packed row it must not become one.
+    """
+    rows = pack_indices([len(example["input_ids"]) for example in examples], cutoff_len)
     packed = []
     for members in rows:
         input_ids: list[int] = []

@@ -1,8 +1,8 @@
 """`stage: dpo` (pref_loss sigmoid / hinge / ipo / kto_pair / orpo / simpo), and what dpo, kto and rm share.
 
-One step: chosen and rejected rows go through the policy in ONE forward pass (the collator stacks
-them), the labelled tokens' log-probabilities are gathered without materialising the full logits
-(`logprobs.py`), the reference log-probabilities come from whichever reference the config implies,
+One step: chosen and rejected sequences go through the policy in ONE forward pass (the collator
+packs them padding-free, or stacks padded rows), the labelled tokens' log-probabilities are gathered
+without materialising the full logits and laid out one row per sequence (`logprobs.py`), the reference log-probabilities come from whichever reference the config implies,
 and a pure function of `losses.py` turns them into the loss. Which reference:
 
 - none, for `orpo` and `simpo` (reference-free losses);
@@ -27,7 +27,7 @@ import torch
 from tunelab.errors import UserError
 from tunelab.train import losses as L
 from tunelab.train.base_trainer import TOKEN_COUNT_KEY, TunelabTrainer
-from tunelab.train.logprobs import forward_token_logps, sequence_logps, unwrap
+from tunelab.train.logprobs import sequence_logps, sequence_token_logps, unwrap
 
 logger = logging.getLogger("tunelab.train")
 
@@ -258,14 +258,14 @@ class PreferenceTrainer(ReferenceTrainer):
         return values[:half], values[half:], sums[:half], sums[half:]
 
     def reference_values(self, ref: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        token_logps, mask = forward_token_logps(ref, batch)
+        token_logps, mask = sequence_token_logps(ref, batch)
         chosen, rejected, _, _ = self.sequence_values(token_logps, mask)
         return {"ref_chosen_logps": chosen, "ref_rejected_logps": rejected}
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         ft = self.config.finetuning
-        token_logps, mask = forward_token_logps(model, inputs)  # one pass: chosen rows, then rejected rows
+        token_logps, mask = sequence_token_logps(model, inputs)  # one pass: chosen sequences, then rejected ones
         chosen, rejected, chosen_sum, rejected_sum = self.sequence_values(token_logps, mask)
         lengths = mask.sum(-1).clamp(min=1)
         half = lengths.shape[0] // 2

@@ -16,11 +16,21 @@ from tunelab.model.value_head import (
     attach_value_head,
     sequence_rewards,
 )
+from tunelab.train.logprobs import check_packed_attention, forward_hidden, is_padding_free, last_token_states
 from tunelab.train.losses import pairwise_reward_loss
 from tunelab.train.pref_trainer import MetricsTrainer
 from tunelab.train.value_head_checkpoints import ValueHeadCheckpointMixin
 
 logger = logging.getLogger("tunelab.train")
+
+
+def pair_rewards(model: Any, head: Any, batch: dict[str, Any]) -> Any:
+    """One reward per sequence (chosen ones, then rejected ones): the head at each sequence's last token,
+    for a padded batch (one row per sequence) or a padding-free one (packed rows + `sequence_index`)."""
+    if not is_padding_free(batch):
+        return sequence_rewards(model, head, batch)
+    check_packed_attention(model, batch)
+    return head(last_token_states(forward_hidden(model, batch), batch))
 
 
 class RewardTrainer(ValueHeadCheckpointMixin, MetricsTrainer):
@@ -36,7 +46,7 @@ class RewardTrainer(ValueHeadCheckpointMixin, MetricsTrainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        rewards = sequence_rewards(model, self.value_head, inputs)  # chosen rows, then rejected rows
+        rewards = pair_rewards(model, self.value_head, inputs)  # chosen sequences, then rejected ones
         half = rewards.shape[0] // 2
         chosen, rejected = rewards[:half], rewards[half:]
         loss = pairwise_reward_loss(chosen, rejected).mean()
