@@ -140,7 +140,7 @@ class GRPOTrainer(ReferenceTrainer):
             finite = [v for v in values if not math.isnan(v)]
             means[f"rewards/{name}"] = sum(finite) / len(finite) if finite else 0.0
         if self.reward_model is not None:
-            scores = self.reward_model.score(rollout.rows()).float().cpu()
+            scores = self.reward_model.score_rollout(rollout).float().cpu()
             columns.append(scores)
             means["rewards/reward_model"] = float(scores.mean())
         stacked = torch.stack(columns, dim=1)  # [B·G, n_rewards]

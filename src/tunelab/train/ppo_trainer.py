@@ -3,10 +3,11 @@
 The policy (LoRA, freeze or full) carries a value head (`v_head`, the same `ValueHead` as rm, on
 the policy's last hidden state, so with LoRA it shares the adapter as the anchor's does). For a
 prompt batch: completions are sampled with the generating arguments; the reward model scores each
-whole response; per-token rewards are −β·KL(π‖π_ref) with the score added on the last token
-(Ziegler et al. 2019), β adapted towards `ppo_target` by the adaptive controller; GAE (γ = 1,
-λ = 0.95) gives advantages (whitened) and returns; the clipped policy loss plus 0.1 × the clipped
-value loss is minimised.
+whole response as the finished turn stage rm trained it on (`RewardModelScorer.score_rollout`);
+per-token rewards are −β·KL(π‖π_ref) with the score added on the last token (Ziegler et al.
+2019), β adapted towards `ppo_target` by the adaptive controller; GAE (γ = 1, λ = 0.95) gives
+advantages (whitened) and returns; the clipped policy loss plus 0.1 × the clipped value loss is
+minimised.
 
 Steps inside `transformers.Trainer`: a rollout is a chunk of `per_device_train_batch_size ×
 gradient_accumulation_steps × ppo_buffer_size` prompts, and the sampler hands each chunk over
@@ -150,7 +151,7 @@ class PPOTrainer(ValueHeadCheckpointMixin, ReferenceTrainer):
     # -- rollout ------------------------------------------------------------------------------------
 
     def _scores(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
-        raw = self.scorer.score(rollout.rows()).float().to(rollout.sequences.device)
+        raw = self.scorer.score_rollout(rollout).float().to(rollout.sequences.device)
         scores = raw
         if self.config.finetuning.ppo_score_norm:
             mean, std = self.score_moments.update(raw)

@@ -64,6 +64,37 @@ class Rollout:
             out.append(torch.cat((prompt, completion)).tolist())
         return out
 
+    def finished_turns(self, stop_ids: list[int], end_of_turn: list[int]) -> list[list[int]]:
+        """Each row as a finished assistant turn: the prompt, the completion without its stop token, then
+        the template's end-of-turn markup (`end_of_turn_ids`), the shape of stage rm's `chosen_input_ids`.
+
+        A reward model reads its score at the last token of the rows it was trained on, which end with
+        that markup (`<|im_end|>\n` for qwen); a completion cut at `max_new_tokens` is scored as an
+        answer that ended there, as `tunelab score` would score its text.
+        """
+        out = []
+        stops = set(stop_ids)
+        for i in range(self.sequences.shape[0]):
+            prompt = self.sequences[i, : self.prompt_length][self.attention_mask[i, : self.prompt_length].bool()]
+            completion = self.completions[i][self.completion_mask[i].bool()].tolist()
+            if completion and completion[-1] in stops:
+                completion = completion[:-1]
+            out.append(prompt.tolist() + completion + list(end_of_turn))
+        return out
+
+
+def end_of_turn_ids(tokenizer: Any, template: Any) -> list[int]:
+    """The ids a template writes after an answer's content when it renders a training example: the
+    closing markup of the assistant turn and what follows it (qwen: `<|im_end|>`, `\n`)."""
+    from tunelab.data.conversation import Message, Role
+    from tunelab.data.encode import render_segments
+    from tunelab.data.encode_tokens import tokenize_segments
+
+    messages = (Message(Role.USER, "Hi"), Message(Role.ASSISTANT, "Hello"))
+    tokens = tokenize_segments(tokenizer, render_segments(tokenizer, template, messages))
+    last_content = max((i for i, t in enumerate(tokens) if t.response and t.content), default=len(tokens) - 1)
+    return [t.id for t in tokens[last_content + 1 :]]
+
 
 def completion_mask(completions: Tensor, stop_ids: list[int]) -> Tensor:
     """1 up to and including each row's first stop token, 0 after it."""
@@ -138,11 +169,23 @@ class RewardModelScorer:
     `full`: `reward_model` is a model folder (+ `reward_model_adapters`); `api`: `reward_model` is
     the URL of a tunelab (or compatible) server's `/v1/score/evaluation`, sent the decoded texts.
     The reward model must share the policy's tokenizer (lora / full), as in the anchor.
+
+    Completions are scored as the finished turns stage rm trained on (`Rollout.finished_turns`: the
+    stop token replaced by the template's end-of-turn markup), not cut at the stop token as the
+    anchor does: a value head trained at the `\n` after `<|im_end|>` says little at `<|im_end|>`
+    itself or mid-answer.
     """
 
     def __init__(self, config: Any, tokenizer: Any, device: Any) -> None:
+        from tunelab.data.encode import stop_token_ids
+        from tunelab.data.templates import get_template
+
         self.config, self.tokenizer, self.device = config, tokenizer, device
         ft = config.finetuning
+        template = get_template(config.data.template, tokenizer, tool_format=config.data.tool_format,
+                                default_system=config.data.default_system)
+        self.stop_ids = stop_token_ids(tokenizer, template)
+        self.end_of_turn = end_of_turn_ids(tokenizer, template)
         self.kind = ft.reward_model_type
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if self.kind == "api":
@@ -186,6 +229,10 @@ class RewardModelScorer:
         head = load_value_head(head_path).to(device=device, dtype=torch.float32).requires_grad_(False)
         logger.info("reward model: %s (%s), value head from %s", ft.reward_model, ft.reward_model_type, head_path)
         return model.eval(), head.eval()
+
+    def score_rollout(self, rollout: Rollout) -> Tensor:
+        """One score per completion, each scored as the finished turn stage rm trained on (`finished_turns`)."""
+        return self.score(rollout.finished_turns(self.stop_ids, self.end_of_turn))
 
     @torch.no_grad()
     def score(self, rows: list[list[int]]) -> Tensor:
