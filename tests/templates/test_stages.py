@@ -107,6 +107,8 @@ def test_pairwise_truncation_keeps_the_same_prompt(qwen25_tokenizer) -> None:
     assert len(chosen) <= 80 and len(rejected) <= 80
     prompt_len = encoded["rejected_labels"].index(next(label for label in encoded["rejected_labels"] if label != X))
     assert chosen[:prompt_len] == rejected[:prompt_len]
+    # the cut answer lost its <|im_end|>, so the "\n" the template writes after it is gone too
+    assert not tok.decode(chosen).endswith("\n") and tok.decode(rejected).endswith("No.<|im_end|>\n")
 
 
 def test_kto_example_carries_its_tag(qwen25_tokenizer) -> None:

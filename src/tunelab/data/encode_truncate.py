@@ -9,7 +9,7 @@
    headers, the assistant header) always survives, so the model still sees where its answer starts.
    A response keeps its beginning. Markup (a multi-token header or end-of-turn string) is kept or
    dropped whole, never cut in half; a single special token is never split by construction.
-4. Later turns are dropped.
+4. Later turns are dropped; so is the text after the last answer when that answer was cut.
 """
 
 from __future__ import annotations
@@ -74,6 +74,10 @@ def truncate(
         if response and not cut_response:
             break
         kept[number] = cut_prompt + cut_response
+        if number == last_answer and len(cut_response) < len(response):
+            # the answer lost its end (and its end-of-turn markup): what the template writes after that
+            # markup (qwen's "\n" after <|im_end|>) must not stay behind as if the turn had ended
+            kept = {n: part for n, part in kept.items() if n <= last_answer}
         break
     return [token for number in sorted(kept) for token in kept[number]]
 
