@@ -69,6 +69,12 @@ def _encode_rows(shards: Sequence[Sequence[Example]], encode: EncodeFn) -> Itera
                 yield dict(row)
 
 
+def _rows_from_workers(shards: Sequence[Sequence[Example]], encode: EncodeFn, num_proc: int) -> Iterator[dict[str, Any]]:
+    from tunelab.data.parallel_encode import encode_in_workers
+
+    yield from encode_in_workers(shards, encode, num_proc)
+
+
 def encode_examples(
     examples: Sequence[Example], encode: EncodeFn, *, num_proc: int | None = None, batch_size: int = 1000,
     work_dir: Path | None = None,
@@ -79,13 +85,30 @@ def encode_examples(
 
     if not examples:
         return Dataset.from_dict({})
+    from tunelab.data.parallel_encode import fork_available
+
     shards = [list(examples[i : i + batch_size]) for i in range(0, len(examples), batch_size)]
+    workers = min(num_proc or 1, len(shards))
+    if workers > 1 and fork_available():
+        # a tuple, not a list: datasets splits list-valued gen_kwargs and calls the generator once per item
+        generator, gen_kwargs, proc = _rows_from_workers, {"shards": tuple(shards), "encode": encode,
+                                                           "num_proc": workers}, None
+    else:  # one process, or datasets' own workers where fork is not available
+        generator, gen_kwargs, proc = _encode_rows, {"shards": shards, "encode": encode}, (workers if workers > 1 else None)
+    from datasets.exceptions import DatasetGenerationError
+
+    from tunelab.errors import UserError
+
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        dataset = Dataset.from_generator(
-            _encode_rows, gen_kwargs={"shards": shards, "encode": encode}, cache_dir=tmp,
-            num_proc=num_proc if num_proc and num_proc > 1 and len(shards) > 1 else None,
-            fingerprint=hashlib.sha256(os.urandom(16)).hexdigest(), keep_in_memory=True,
-        )  # fmt: skip
+        try:
+            dataset = Dataset.from_generator(
+                generator, gen_kwargs=gen_kwargs, cache_dir=tmp, num_proc=proc,
+                fingerprint=hashlib.sha256(os.urandom(16)).hexdigest(), keep_in_memory=True,
+            )  # fmt: skip
+        except DatasetGenerationError as error:  # datasets wraps what the encoder raised
+            if isinstance(error.__cause__, UserError):
+                raise error.__cause__ from None
+            raise
     dropped = len(examples) - len(dataset)
     if dropped:
         logger.warning("encoding dropped %d of %d examples (the encoder returned nothing for them)", dropped, len(examples))
