@@ -70,8 +70,11 @@ def free_memory_bytes(device_is_cuda: bool) -> int:
 
 def choose_checkpointing(model: Any, *, batch_size: int, cutoff_len: int, full_weights_train: bool,
                          device_is_cuda: bool) -> CheckpointingDecision:
-    """Apply the rule to a loaded model (weights already in place, so free memory excludes them)."""
+    """Apply the rule to a loaded model; with CUDA, weights still on the host count as GPU memory to come."""
     params = sum(p.numel() for p in model.parameters())
     optimizer = params * OPTIMIZER_BYTES_PER_TRAINABLE if full_weights_train else 0
-    free = max(free_memory_bytes(device_is_cuda) - optimizer, 0)
+    weights_to_come = 0
+    if device_is_cuda and model.device.type != "cuda":  # the Trainer moves the weights onto the GPU later
+        weights_to_come = sum(p.numel() * p.element_size() for p in model.parameters())
+    free = max(free_memory_bytes(device_is_cuda) - optimizer - weights_to_come, 0)
     return decide(batch_size * cutoff_len, model.config, model.dtype.itemsize, free)

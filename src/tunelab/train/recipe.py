@@ -179,7 +179,7 @@ def _activation_checkpointing(config: Config, values: dict[str, Any], args: Any,
         return bool(args.activation_checkpointing)
     decision = choose_checkpointing(model, batch_size=args.per_device_train_batch_size, cutoff_len=config.data.cutoff_len,
                                     full_weights_train=config.finetuning.finetuning_type != "lora",
-                                    device_is_cuda=model.device.type == "cuda")
+                                    device_is_cuda=cuda_available())
     state = "on" if decision.enabled else "off"
     logger.info("activation checkpointing %s (default rule: %s; set activation_checkpointing to choose)",
                 state, decision.reason())
