@@ -34,7 +34,8 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _workload import REPO, make_workload
+
 SHARED = REPO.parent / "shared"
 QWEN_TOKENIZER = SHARED / "fixtures" / "tokenizers" / "qwen2.5"
 #: R1 as it stands, except what a 2-core CPU needs: the small shape, fp32, fewer examples, 2 workers
@@ -182,11 +183,8 @@ def main() -> int:
               file=sys.stderr)
         return 2
     work = Path(args.work or tempfile.mkdtemp(prefix="tunelab-vs-anchor-"))
-    make = SHARED / "bench" / "make_workload.py"
-    subprocess.run([sys.executable, str(make), str(work / "workload"), "--sizes", "small"], check=True,
-                   capture_output=True)
-    subprocess.run([sys.executable, str(make), str(work / "workload20k"), "--n", str(args.preprocess_examples),
-                    "--sizes", "tiny"], check=True, capture_output=True)
+    make_workload(work / "workload", "small", n=2000)
+    make_workload(work / "workload20k", "tiny", n=args.preprocess_examples)
     e2e, data = [], []
     for index in range(args.repeats):
         for tool in ("tunelab", "anchor") if index % 2 == 0 else ("anchor", "tunelab"):

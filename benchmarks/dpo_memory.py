@@ -21,7 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _workload import REPO, make_workload
+
 CHILD = r"""
 import json, sys, torch
 from tunelab.config.parser import parse_config
@@ -37,19 +38,6 @@ if torch.cuda.is_available():
     out["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
 print("RESULT " + json.dumps(out))
 """
-
-
-def shared_bench() -> Path:
-    for candidate in (REPO.parent / "shared" / "bench", REPO / "shared" / "bench"):
-        if (candidate / "make_workload.py").is_file():
-            return candidate
-    raise SystemExit("shared/bench/make_workload.py not found; pass --workload DIR")
-
-
-def make_workload(folder: Path, size: str) -> Path:
-    subprocess.run([sys.executable, str(shared_bench() / "make_workload.py"), str(folder), "--sizes", size, "--n", "200"],
-                   check=True)
-    return folder
 
 
 def train_args(workload: Path, size: str, out: Path, steps: int, cpu: bool, **extra: object) -> dict[str, object]:

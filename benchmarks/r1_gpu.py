@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _workload import REPO, make_workload, shared_bench
 
 CHILD = r"""
 import json, sys, time, torch
@@ -58,13 +58,6 @@ RUNS = {  # name: (model size, yaml changes on top of R1)
     "r1_no_checkpointing": ("1.5b", {"activation_checkpointing": False}),
     "r2": ("0.5b", {"finetuning_type": "full"}),
 }
-
-
-def bench_dir(given: str | None) -> Path:
-    for candidate in ([Path(given)] if given else []) + [REPO.parent / "shared" / "bench", REPO / "shared-bench"]:
-        if (candidate / "make_workload.py").is_file():
-            return candidate
-    raise SystemExit("make_workload.py not found: pass --bench (a copy of shared/bench)")
 
 
 def r1_yaml(bench: Path, workload: Path, size: str, out: Path) -> str:
@@ -121,7 +114,7 @@ def main() -> int:
     if not torch.cuda.is_available() and not options.cpu:
         print(json.dumps({"skipped": "no CUDA GPU: R1 throughput and memory are GPU figures"}))
         return 0
-    bench = bench_dir(options.bench)
+    bench = shared_bench(options.bench)
     options.out.mkdir(parents=True, exist_ok=True)
     names = [n.strip() for n in options.runs.split(",") if n.strip()]
     work = Path(tempfile.mkdtemp(prefix="tunelab-r1-"))
@@ -129,8 +122,7 @@ def main() -> int:
     sizes = sorted({options.size or RUNS[n][0] for n in names})
     missing = [s for s in sizes if not (workload / f"model-{s}").is_dir()]
     if missing:
-        subprocess.run([sys.executable, str(bench / "make_workload.py"), str(workload), "--sizes", ",".join(missing),
-                        "--n", "2000"], check=True, capture_output=True)
+        make_workload(workload, ",".join(missing), n=2000, bench=bench)
     results = []
     for name in names:
         if options.size:

@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _workload import REPO, make_workload
+
 CHECK = r"""
 import json, sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -36,19 +37,6 @@ with torch.no_grad():
 params = sum(p.numel() for p in model.parameters())
 print("RESULT " + json.dumps({"reload_loss": loss, "parameters": params, "finite": loss == loss and abs(loss) < 1e4}))
 """
-
-
-def shared_bench() -> Path:
-    for candidate in (REPO.parent / "shared" / "bench", REPO / "shared" / "bench"):
-        if (candidate / "make_workload.py").is_file():
-            return candidate
-    raise SystemExit("shared/bench/make_workload.py not found; pass --workload DIR")
-
-
-def make_workload(folder: Path, size: str) -> Path:
-    subprocess.run([sys.executable, str(shared_bench() / "make_workload.py"), str(folder), "--sizes", size, "--n", "200"],
-                   check=True)
-    return folder
 
 
 def train_args(workload: Path, size: str, stage: int, out: Path, steps: int) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,19 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Qwen2 (2 layers, hidden 32) with the real Qwen2.5 tokenizer, built once per session."""
     spec = TinyModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2, tie_word_embeddings=True)
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen"), family="qwen2", spec=spec)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run several times faster on one intra-op thread than on two contended ones
+    (see docs/benchmarks.md); restored afterwards so other test folders keep their setting.
+    Folders that serve or generate with tiny models request it for every test (autouse in their conftest)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ Qwen2.5 tokenizer, and a private cache / working folder per test."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,19 +17,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path / "cache"
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models run several times faster on one intra-op thread than on two contended ones
-    (see docs/benchmarks.md); restored afterwards so other test folders keep their setting."""
-    import torch
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+def _isolated_one_thread(private_cache: Path, one_torch_thread: None) -> Path:
+    """Every test here gets a private cache and runs its tiny models on one torch thread (tests/conftest.py)."""
+    return private_cache

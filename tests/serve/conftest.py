@@ -86,12 +86,5 @@ def serve() -> Iterator[Callable[..., LiveServer]]:
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models run several times faster on one intra-op thread than on two contended ones
-    (see docs/benchmarks.md); restored afterwards so other test folders keep their setting."""
-    import torch
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs its tiny models on one torch thread (fixture in tests/conftest.py)."""

@@ -61,14 +61,6 @@ def cache_key(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def _encode_rows(shards: Sequence[Sequence[Example]], encode: EncodeFn) -> Iterator[dict[str, Any]]:
-    for shard in shards:
-        for example in shard:
-            row = encode(example)
-            if row is not None:
-                yield dict(row)
-
-
 def _rows_from_workers(shards: Sequence[Sequence[Example]], encode: EncodeFn, num_proc: int) -> Iterator[dict[str, Any]]:
     from tunelab.data.parallel_encode import encode_in_workers
 
@@ -85,7 +77,7 @@ def encode_examples(
 
     if not examples:
         return Dataset.from_dict({})
-    from tunelab.data.parallel_encode import fork_available
+    from tunelab.data.parallel_encode import encode_rows, fork_available
 
     shards = [list(examples[i : i + batch_size]) for i in range(0, len(examples), batch_size)]
     workers = min(num_proc or 1, len(shards))
@@ -94,7 +86,7 @@ def encode_examples(
         generator, gen_kwargs, proc = _rows_from_workers, {"shards": tuple(shards), "encode": encode,
                                                            "num_proc": workers}, None
     else:  # one process, or datasets' own workers where fork is not available
-        generator, gen_kwargs, proc = _encode_rows, {"shards": shards, "encode": encode}, (workers if workers > 1 else None)
+        generator, gen_kwargs, proc = encode_rows, {"shards": shards, "encode": encode}, (workers if workers > 1 else None)
     from datasets.exceptions import DatasetGenerationError
 
     from tunelab.errors import UserError

@@ -34,15 +34,18 @@ def _init_worker(shards: Sequence[Shard], encode: EncodeFn) -> None:
     _WORKER["shards"], _WORKER["encode"] = shards, encode
 
 
-def _encode_shard(index: int) -> tuple[str, Any]:
-    encode = _WORKER["encode"]
-    try:
-        rows = []
-        for example in _WORKER["shards"][index]:
+def encode_rows(shards: Sequence[Shard], encode: EncodeFn) -> Iterator[dict[str, Any]]:
+    """The encoded rows of the shards in one process, in order; examples encoded to None are dropped."""
+    for shard in shards:
+        for example in shard:
             row = encode(example)
             if row is not None:
-                rows.append(dict(row))
-        return "rows", rows
+                yield dict(row)
+
+
+def _encode_shard(index: int) -> tuple[str, Any]:
+    try:
+        return "rows", list(encode_rows([_WORKER["shards"][index]], _WORKER["encode"]))
     except Exception as error:  # noqa: BLE001 - re-raised in the parent, unchanged where it pickles
         return "error", _portable(error)
 

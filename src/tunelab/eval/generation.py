@@ -22,6 +22,19 @@ PREDICTIONS_FILE = "generated_predictions.jsonl"
 RESULTS_FILE = "predict_results.json"
 
 
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
+    """`input_ids` and `attention_mask` of prompts padded on the left, so every prompt ends in the last column."""
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
+        mask[row, width - len(prompt) :] = 1
+    return ids, mask
+
+
 def generate_hf(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], *, batch_size: int,
                 gen_kwargs: dict[str, Any]) -> list[str]:
     """Decoded continuations of every prompt, `batch_size` at a time (left padded so all end together)."""
@@ -31,13 +44,8 @@ def generate_hf(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], *,
     device = next(model.parameters()).device
     texts: list[str] = []
     for start in range(0, len(prompts), max(batch_size, 1)):
-        batch = prompts[start : start + max(batch_size, 1)]
-        width = max(len(p) for p in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, prompt in enumerate(batch):
-            ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
-            mask[row, width - len(prompt) :] = 1
+        ids, mask = left_pad(prompts[start : start + max(batch_size, 1)], pad)
+        width = ids.shape[1]
         with torch.inference_mode():
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
         texts += [tokenizer.decode(row[width:].tolist(), skip_special_tokens=True).strip() for row in out]

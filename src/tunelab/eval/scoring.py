@@ -45,12 +45,9 @@ def last_token_logits(model: Any, prompts: Sequence[Sequence[int]], pad_id: int)
     """
     import torch
 
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
-        mask[row, width - len(prompt) :] = 1
+    from tunelab.eval.generation import left_pad
+
+    ids, mask = left_pad(prompts, pad_id)
     positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
     device = next(model.parameters()).device
     inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": positions.to(device)}

@@ -98,13 +98,21 @@ class PaddingFreeCollator:
     mask_dtype: Any = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        from tunelab.train.packing import pack_examples
-
         rows = [{"input_ids": f["input_ids"], "labels": f.get("labels", f["input_ids"])} for f in features]
-        lengths = [len(f["input_ids"]) for f in rows]
-        capacity = sum(lengths) if self.varlen_attention else max(lengths)
-        packed = pack_examples(rows, capacity)
-        return PackedCollator(self.pad_token_id, self.varlen_attention, self.mask_dtype)(packed)
+        return pack_batch(rows, self.pad_token_id, self.varlen_attention, self.mask_dtype)[0]
+
+
+def pack_batch(rows: list[dict[str, Any]], pad_token_id: int, varlen_attention: bool = False,
+               mask_dtype: Any = None) -> tuple[dict[str, Any], list[list[int]]]:
+    """One batch's sequences (`input_ids`, `labels`) packed without padding, and which went in each row.
+
+    Rows hold every sequence with varlen attention, else at most the longest one (see PaddingFreeCollator).
+    """
+    from tunelab.train.packing import assemble_rows, pack_indices
+
+    lengths = [len(row["input_ids"]) for row in rows]
+    groups = pack_indices(lengths, sum(lengths) if varlen_attention else max(lengths))
+    return PackedCollator(pad_token_id, varlen_attention, mask_dtype)(assemble_rows(rows, groups)), groups
 
 
 def uses_varlen_attention(model: Any) -> bool:

@@ -105,18 +105,21 @@ def shifted_targets(hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     Position t predicts label t+1; positions whose next label is -100 (prompt, padding, the first
     token of a packed example) never reach the head at all.
     """
-    next_labels = labels[:, 1:]
-    mask = next_labels != IGNORE_INDEX
+    from tunelab.train.logprobs import shift_labels
+
+    next_labels, mask = shift_labels(labels)
     return hidden[:, :-1][mask], next_labels[mask]
 
 
 def summed_lm_loss(hidden: Tensor, labels: Tensor, head: Any, model_config: Any, *, use_liger: bool = False) -> Tensor:
     """Sum of next-token cross-entropies of `labels` [B, T] from the last hidden states [B, T, H]."""
-    from tunelab.train.logprobs import logit_transform
+    from tunelab.train.logprobs import logit_transform, token_logps_from_hidden
 
+    if type(head) is not torch.nn.Linear:  # an adapted or wrapped head (LoRA on lm_head, modules_to_save):
+        # the checkpointed per-chunk log-probs of the preference stages; the loss is their negated sum
+        token_logps, _ = token_logps_from_hidden(hidden, head, labels, scale=logit_transform(model_config))
+        return -token_logps.sum()
     states, targets = shifted_targets(hidden, labels)
-    if type(head) is not torch.nn.Linear:  # an adapted or wrapped head (LoRA on lm_head, modules_to_save)
-        return _checkpointed_head_loss(states, targets, head, logit_transform(model_config))
     weight, bias = head.weight, head.bias
     softcap = getattr(model_config, "final_logit_softcapping", None)
     scaled = getattr(model_config, "logit_scale", None) or getattr(model_config, "logits_scaling", None)
@@ -126,24 +129,3 @@ def summed_lm_loss(hidden: Tensor, labels: Tensor, head: Any, model_config: Any,
     return chunked_linear_cross_entropy(states, weight, targets, bias=bias,
                                         transform=logit_transform(model_config) if needs_transform else None)
 
-
-def _chunk_loss(states: Tensor, targets: Tensor, head: Any, transform: Callable[[Tensor], Tensor]) -> Tensor:
-    logits = transform(head(states).float())
-    return torch.nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
-
-
-def _checkpointed_head_loss(states: Tensor, targets: Tensor, head: Any, transform: Callable[[Tensor], Tensor]
-                            ) -> Tensor:
-    """Any head module: chunks run under activation checkpointing, so one chunk of logits is alive at a time."""
-    from torch.utils.checkpoint import checkpoint
-
-    vocab = getattr(getattr(head, "weight", None), "shape", (states.shape[-1],))[0]
-    size = chunk_size(targets.shape[0], states.shape[-1], vocab)
-    total = states.new_zeros((), dtype=torch.float32)
-    for start in range(0, targets.shape[0], size):
-        h, y = states[start : start + size], targets[start : start + size]
-        if torch.is_grad_enabled() and h.requires_grad:
-            total = total + checkpoint(_chunk_loss, h, y, head, transform, use_reentrant=False)
-        else:
-            total = total + _chunk_loss(h, y, head, transform)
-    return total

@@ -26,7 +26,7 @@ class CausalLMTrainer(TunelabTrainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.use_liger_loss = bool(self.config is not None and self.config.model.enable_liger_kernel)
-        why = self._stock_loss_reason()
+        self.stock_loss_reason = why = self._stock_loss_reason()  # fixed for the run: decided once
         if why:
             logger.info("loss: the stock cross-entropy on full logits (%s)", why)
         else:
@@ -49,7 +49,7 @@ class CausalLMTrainer(TunelabTrainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        if return_outputs or not model.training or self._stock_loss_reason():
+        if return_outputs or not model.training or self.stock_loss_reason:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
         labels = inputs["labels"]

@@ -40,23 +40,26 @@ def pack_indices(lengths: Sequence[int], cutoff_len: int) -> list[list[int]]:
 
 
 def pack_examples(examples: Sequence[dict[str, Any]], cutoff_len: int) -> list[dict[str, Any]]:
-    """Greedy best-fit packing, longest examples first, into rows of at most `cutoff_len` tokens.
+    """Greedy best-fit packing, longest examples first, into rows of at most `cutoff_len` tokens."""
+    return assemble_rows(examples, pack_indices([len(example["input_ids"]) for example in examples], cutoff_len))
+
+
+def assemble_rows(examples: Sequence[dict[str, Any]], groups: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
+    """One packed row per group of example indices, with each example's length in `segment_lengths`.
 
     The first label of every example is set to -100: in an unpacked row that position is never a
     prediction target (nothing precedes it), and in a packed row it must not become one.
     """
-    rows = pack_indices([len(example["input_ids"]) for example in examples], cutoff_len)
     packed = []
-    for members in rows:
+    for members in groups:
         input_ids: list[int] = []
         labels: list[int] = []
         lengths: list[int] = []
         for index in members:
             example = examples[index]
             input_ids.extend(example["input_ids"])
-            example_labels = list(example["labels"])
-            example_labels[0] = IGNORE_INDEX
-            labels.extend(example_labels)
+            labels.append(IGNORE_INDEX)
+            labels.extend(example["labels"][1:])
             lengths.append(len(example["input_ids"]))
         packed.append({"input_ids": input_ids, "labels": labels, "segment_lengths": lengths})
     return packed

@@ -21,8 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tunelab.train.collators import IGNORE_INDEX, TOKEN_COUNT_KEY, PackedCollator, uses_varlen_attention
-from tunelab.train.packing import pack_indices
+from tunelab.train.collators import IGNORE_INDEX, TOKEN_COUNT_KEY, pack_batch, uses_varlen_attention
 
 REF_KEYS = ("ref_chosen_logps", "ref_rejected_logps", "ref_logps", "ref_kl_logps")
 
@@ -57,19 +56,11 @@ def pack_sequences(rows: list[tuple[list[int], list[int]]], pad_token_id: int, v
 
     from tunelab.train.logprobs import SEQUENCE_INDEX_KEY
 
-    lengths = [len(ids) for ids, _ in rows]
     if any(len(ids) != len(labels) or not ids for ids, labels in rows):
         raise ValueError("every sequence needs as many labels as tokens, and at least one token")
-    groups = pack_indices(lengths, sum(lengths) if varlen_attention else max(lengths))
-    features = []
-    for members in groups:
-        ids: list[int] = []
-        labels: list[int] = []
-        for index in members:
-            ids.extend(rows[index][0])
-            labels.extend([IGNORE_INDEX, *rows[index][1][1:]])  # nothing of the sequence precedes its first token
-        features.append({"input_ids": ids, "labels": labels, "segment_lengths": [lengths[i] for i in members]})
-    batch = PackedCollator(pad_token_id, varlen_attention, mask_dtype)(features)
+    lengths = [len(ids) for ids, _ in rows]
+    batch, groups = pack_batch([{"input_ids": ids, "labels": labels} for ids, labels in rows], pad_token_id,
+                               varlen_attention, mask_dtype)
     sequence_index = torch.full(batch["input_ids"].shape, -1, dtype=torch.long)
     for row, members in enumerate(groups):
         start = 0

@@ -28,34 +28,21 @@ def generation_kwargs(config: Any, tokenizer: Any, stop_ids: list[int]) -> dict[
 
 def predict(model: Any, tokenizer: Any, template: Any, examples: list[Any], config: Any, output_dir: str) -> dict[str, float]:
     """Greedy (or configured) generation over `examples`; writes generated_predictions.jsonl and predict_results.json."""
-    import torch
-
     from tunelab.data.encode import EncodeOptions, encode_unsupervised, stop_token_ids
+    from tunelab.eval.generation import generate_hf
 
     options = EncodeOptions.from_data_args(config.data)
     encoded = [encode_unsupervised(tokenizer, template, ex, options=options) for ex in examples]
     kwargs = generation_kwargs(config, tokenizer, stop_token_ids(tokenizer, template))
     batch_size = int(config.training_values.get("per_device_eval_batch_size", 8))
-    device = next(model.parameters()).device
     model.eval()
-    records = []
-    for start in range(0, len(encoded), batch_size):
-        batch = encoded[start : start + batch_size]
-        width = max(len(e["input_ids"]) for e in batch)
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, e in enumerate(batch):  # left padding so every prompt ends where generation starts
-            ids[row, width - len(e["input_ids"]) :] = torch.tensor(e["input_ids"])
-            mask[row, width - len(e["input_ids"]) :] = 1
-        with torch.no_grad():
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
-        for row, e in enumerate(batch):
-            generated = out[row, width:].tolist()
-            records.append({
-                "prompt": tokenizer.decode(e["input_ids"], skip_special_tokens=False),
-                "predict": tokenizer.decode(generated, skip_special_tokens=True).strip(),
-                "label": tokenizer.decode(e["labels"], skip_special_tokens=True).strip(),
-            })
+    predictions = generate_hf(model, tokenizer, [e["input_ids"] for e in encoded], batch_size=batch_size,
+                              gen_kwargs=kwargs)
+    records = [{
+        "prompt": tokenizer.decode(e["input_ids"], skip_special_tokens=False),
+        "predict": predicted,
+        "label": tokenizer.decode(e["labels"], skip_special_tokens=True).strip(),
+    } for e, predicted in zip(encoded, predictions)]
     path = Path(output_dir) / "generated_predictions.jsonl"
     with path.open("w", encoding="utf-8") as handle:
         for record in records:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.webui import runs
+from tunelab.webui.i18n import text
 from tunelab.webui.progress import loss_points, progress_markdown
 from tunelab.webui.yaml_config import build_config, check_config, merged_values
 
@@ -52,6 +53,15 @@ def start_job(kind: str, values: Mapping[str, Any], extra_yaml: str | None, root
     check_config(kind, config, root)
     extra = {k: config[k] for k in ("save_dir", "export_dir") if k in config}
     return runs.launch(kind, config, run_dir, extra=extra)
+
+
+def abort_job(run_dir: str | None, lang_now: str) -> str:
+    """Stop a running job (the train and jobs tabs' Abort button); the status line to show."""
+    info = runs.read_run(run_dir) if run_dir else None
+    if info is None or info.status != "running":
+        return text("nothing_to_abort", lang_now)
+    left = runs.abort(run_dir)
+    return text("aborted", lang_now) if not left else f"⚠️ still alive: {left}"
 
 
 def run_choices(root: Path, kind: str) -> list[str]:

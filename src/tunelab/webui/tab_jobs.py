@@ -90,13 +90,6 @@ def build_job_tab(board: Board, lang: str, kind: str) -> Callable[[], None]:
             return f"⚠️ {getattr(error, 'message', error)}", gr.skip()
         return f"{text('started', lang_now)}: `{info.command}`", info.run_dir
 
-    def abort_job(run_dir: str | None, lang_now: str) -> str:
-        info = runs.read_run(run_dir) if run_dir else None
-        if info is None or info.status != "running":
-            return text("nothing_to_abort", lang_now)
-        left = runs.abort(run_dir)
-        return text("aborted", lang_now) if not left else f"⚠️ still alive: {left}"
-
     def tick(run_dir: str | None, lang_now: str) -> tuple[Any, ...]:
         if not run_dir:
             return gr.skip(), gr.skip(), gr.skip()
@@ -110,7 +103,7 @@ def build_job_tab(board: Board, lang: str, kind: str) -> Callable[[], None]:
     def wire() -> None:
         preview.click(show_preview, board.inputs, [yaml_box, status])
         start.click(start_job, [*board.inputs, board.lang], [status, job])
-        abort.click(abort_job, [job, board.lang], status)
+        abort.click(jobs.abort_job, [job, board.lang], status)
         gr.Timer(2.0).tick(tick, [job, board.lang], [status, log, results], show_progress="hidden")
         board.on_load.append((latest, [], [job]))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import UserError
-from tunelab.webui import catalog, jobs, runs
+from tunelab.webui import catalog, jobs
 from tunelab.webui.components import Board
 from tunelab.webui.fields import FREEZE, LORA, PREF, config_to_fields, fields_of
 from tunelab.webui.i18n import text, texts
@@ -96,13 +96,6 @@ def build_train_tab(board: Board, lang: str) -> Callable[[], None]:
         return (f"{text('started', lang_now)}: `{info.command}`",
                 gr.update(choices=jobs.run_choices(root, "train"), value=info.run_dir))
 
-    def abort_run(run_dir: str | None, lang_now: str) -> str:
-        info = runs.read_run(run_dir) if run_dir else None
-        if info is None or info.status != "running":
-            return text("nothing_to_abort", lang_now)
-        left = runs.abort(run_dir)
-        return text("aborted", lang_now) if not left else f"⚠️ still alive: {left}"
-
     def save_config(*args: Any) -> str:
         values, extra_yaml, path = board.values(args[:-2]), args[-2], args[-1]
         try:
@@ -140,7 +133,7 @@ def build_train_tab(board: Board, lang: str) -> Callable[[], None]:
         save.click(save_config, [*inputs, extra, config_path], status)
         load.click(load_config, config_path, [*train_components, extra, status])
         start.click(start_run, [*inputs, extra, board.lang], [status, run])
-        abort.click(abort_run, [run, board.lang], status)
+        abort.click(jobs.abort_job, [run, board.lang], status)
         refresh.click(refresh_runs, run, run)
         gr.Timer(1.0).tick(tick, [run, board.lang, signature], [progress, plot, log, signature], show_progress="hidden")
         board.on_load.append((lambda: refresh_runs(None), [], [run]))
