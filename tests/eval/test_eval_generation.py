@@ -12,7 +12,7 @@ import torch
 from tunelab.cli.cmd_eval import main
 from tunelab.errors import UserError
 from tunelab.eval.generation import generate_hf
-from tunelab.train.text_metrics import generation_metrics
+from tunelab.eval.text_metrics import generation_metrics
 
 
 def test_generation_eval_writes_predictions_and_metrics(tmp_path: Path, tiny_model_dir: Path, tiny_model, tokenizer,

@@ -1,6 +1,6 @@
 """Metric functions against hand-computed values: BLEU-4, ROUGE-1/2/L, exact match, perplexity.
 
-BLEU and ROUGE are tunelab.train.text_metrics (shared with training's do_predict); perplexity is
+BLEU and ROUGE are tunelab.eval.text_metrics (shared with training's do_predict); perplexity is
 tunelab.eval.perplexity. Each expected number below is worked out in the comment beside it.
 """
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tunelab.eval.perplexity import encoded_perplexity, perplexity, token_nll
-from tunelab.train.text_metrics import (
+from tunelab.eval.text_metrics import (
     generation_metrics,
     rouge_l,
     rouge_n,

@@ -18,7 +18,7 @@ def main() -> int:
     from transformers import Trainer
 
     from tunelab.cli.main import main as tunelab_main
-    from tunelab.train.base_trainer import TunelabTrainer
+    from tunelab.train.trainers.base import TunelabTrainer
 
     def pause() -> None:
         marker.write_text("paused")

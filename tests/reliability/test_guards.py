@@ -11,8 +11,8 @@ import torch
 from tunelab.cli.main import main
 from tunelab.config.parser import parse_config
 from tunelab.errors import UserError
-from tunelab.train.base_trainer import TunelabTrainer
-from tunelab.train.lm_trainer import CausalLMTrainer
+from tunelab.train.trainers.base import TunelabTrainer
+from tunelab.train.stages.lm import CausalLMTrainer
 from tunelab.train.recipe import run_training
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -44,7 +44,7 @@ def nan_at_steps(monkeypatch):
 
 
 def test_nonfinite_step_is_skipped_and_weights_untouched(tiny_qwen, tmp_path, nan_at_steps):
-    from tunelab.train.guards import NonFiniteGuard
+    from tunelab.train.run.guards import NonFiniteGuard
 
     snapshots = []
     original = NonFiniteGuard.on_pre_optimizer_step

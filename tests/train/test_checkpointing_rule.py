@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tunelab.train.checkpointing_rule import activation_bytes_per_token, decide
+from tunelab.model.activation_memory import activation_bytes_per_token, decide
 
 QWEN2_1_5B = SimpleNamespace(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                              num_key_value_heads=2)
@@ -50,7 +50,7 @@ def test_training_logs_the_rule_and_an_explicit_choice_wins(tiny_qwen, tmp_path,
 def test_weights_still_on_the_host_count_against_the_gpu(monkeypatch):
     import torch
 
-    from tunelab.train import checkpointing_rule
+    from tunelab.model import activation_memory as checkpointing_rule
 
     model = torch.nn.Linear(1024, 1024)  # 4 MiB of float32 weights, on the CPU
     model.config = QWEN2_1_5B

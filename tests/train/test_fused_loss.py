@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunelab.train.fused_loss import chunk_size, chunked_linear_cross_entropy, summed_lm_loss
+from tunelab.train.losses.lm import chunk_size, chunked_linear_cross_entropy, summed_lm_loss
 
 
 def plain(hidden, weight, targets, bias=None, transform=None):
@@ -120,9 +120,9 @@ def test_lm_trainer_steps_equal_the_stock_trainer(tiny_qwen, tmp_path, accumulat
     from transformers import AutoModelForCausalLM
 
     from tunelab.config.training_build import build_training_arguments
-    from tunelab.train.base_trainer import TunelabTrainer
-    from tunelab.train.collators import PaddingCollator
-    from tunelab.train.lm_trainer import CausalLMTrainer
+    from tunelab.train.trainers.base import TunelabTrainer
+    from tunelab.train.stages.lm import PaddingCollator
+    from tunelab.train.stages.lm import CausalLMTrainer
 
     g = torch.Generator().manual_seed(3)
     rows = []

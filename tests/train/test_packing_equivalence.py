@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunelab.train.collators import PackedCollator, PaddingCollator
-from tunelab.train.packing import pack_examples
+from tunelab.train.stages.lm import PackedCollator, PaddingCollator
+from tunelab.data.batching import pack_examples
 
 
 def examples(shapes=((9, 3), (14, 5), (6, 2))) -> list[dict[str, list[int]]]:
@@ -77,7 +77,7 @@ def test_padding_free_batch_equals_the_padded_batch(tiny_qwen, attention):
     gradients, in fewer token slots; rows never exceed the batch's longest example (sdpa / eager)."""
     from transformers import AutoModelForCausalLM
 
-    from tunelab.train.collators import PaddingFreeCollator
+    from tunelab.train.stages.lm import PaddingFreeCollator
 
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen, attn_implementation=attention, dtype=torch.float32)
     data = examples(((9, 3), (14, 5), (6, 2), (5, 2), (3, 1)))  # best fit in rows of 14: 14 | 9+5 | 6+3
@@ -101,7 +101,7 @@ def test_padding_free_batch_equals_the_padded_batch(tiny_qwen, attention):
 
 
 def test_padding_free_with_varlen_attention_is_one_row_without_a_mask():
-    from tunelab.train.collators import PaddingFreeCollator
+    from tunelab.train.stages.lm import PaddingFreeCollator
 
     batch = PaddingFreeCollator(pad_token_id=0, varlen_attention=True)(examples())
     assert batch["input_ids"].shape == (1, 29) and "attention_mask" not in batch

@@ -134,7 +134,7 @@ def test_lora_variants_train_and_record_their_method(tiny_qwen, tmp_path, extra,
 
 
 def test_loraplus_gives_lora_b_a_larger_learning_rate(tiny_qwen, tmp_path):
-    from tunelab.train.base_trainer import TunelabTrainer
+    from tunelab.train.trainers.base import TunelabTrainer
 
     captured = {}
     original = TunelabTrainer._loraplus_optimizer

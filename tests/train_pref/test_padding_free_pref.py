@@ -11,8 +11,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunelab.train.logprobs import SEQUENCE_INDEX_KEY, sequence_token_logps
-from tunelab.train.pair_collators import KL_PREFIX, KTOCollator, PairCollator
+from tunelab.data.batching import SEQUENCE_INDEX_KEY
+from tunelab.train.losses.logprobs import sequence_token_logps
+from tunelab.train.collators import PairCollator
+from tunelab.train.stages.kto import KL_PREFIX, KTOCollator
 
 PROMPTS = ((3, 9, 5), (5, 14, 7), (2, 6, 4), (4, 5, 11))  # (prompt length, chosen length, rejected length)
 
@@ -154,7 +156,7 @@ def test_per_sequence_log_probs_equal_the_padded_ones(model_path):
 def test_one_row_layout_gives_the_same_log_probs_and_last_tokens(model_path):
     """The flash-attention layout (all sequences in one row, no mask) read back by sequence. Run here with
     sdpa, which transformers also confines to each sequence when a mask-less row's position ids restart."""
-    from tunelab.train.logprobs import (
+    from tunelab.train.losses.logprobs import (
         forward_hidden,
         forward_token_logps,
         last_token_states,
@@ -184,7 +186,7 @@ def test_one_row_layout_gives_the_same_log_probs_and_last_tokens(model_path):
     {"pref_loss": "simpo"},
 ], ids=["sigmoid", "sigmoid-ld-ftx", "orpo", "simpo"])
 def test_dpo_padding_free_loss_and_gradients_equal_padded(model_path, tmp_path, keys):
-    from tunelab.train.pref_trainer import PreferenceTrainer
+    from tunelab.train.stages.dpo import PreferenceTrainer
 
     trainer = trainer_for(PreferenceTrainer, load(model_path), "dpo", tmp_path, **keys)
     perturb(trainer.model)
@@ -209,7 +211,7 @@ def test_dpo_padding_free_loss_and_gradients_equal_padded(model_path, tmp_path, 
 
 
 def test_rm_padding_free_rewards_loss_and_gradients_equal_padded(model_path, tmp_path):
-    from tunelab.train.rm_trainer import RewardTrainer, pair_rewards
+    from tunelab.train.stages.rm import RewardTrainer, pair_rewards
 
     trainer = trainer_for(RewardTrainer, load(model_path), "rm", tmp_path)
     padded, free = both(PairCollator, pair_features())
@@ -231,7 +233,7 @@ def test_rm_padding_free_rewards_loss_and_gradients_equal_padded(model_path, tmp
 
 
 def test_kto_padding_free_loss_kl_and_gradients_equal_padded(model_path, tmp_path):
-    from tunelab.train.kto_trainer import KTOTrainer
+    from tunelab.train.stages.kto import KTOTrainer
 
     trainer = trainer_for(KTOTrainer, load(model_path), "kto", tmp_path, pref_ftx=0.2)
     perturb(trainer.model)

@@ -32,7 +32,7 @@ def log_lines(out: Path) -> list[dict]:
 @pytest.fixture
 def capture_trainer(monkeypatch):
     """The trainer instance a run builds (for its reference model)."""
-    from tunelab.train.pref_trainer import ReferenceTrainer
+    from tunelab.train.trainers.reference import ReferenceTrainer
 
     captured = {}
     original = ReferenceTrainer.__init__
@@ -68,8 +68,8 @@ def test_lora_reference_and_full_copy_reference_agree(tiny_qwen, tmp_path, captu
     after training, the adapter-disabled model and the frozen copy still equal the initial model."""
     from transformers import AutoModelForCausalLM
 
-    from tunelab.train.logprobs import forward_token_logps
-    from tunelab.train.pair_collators import PairCollator
+    from tunelab.train.losses.logprobs import forward_token_logps
+    from tunelab.train.collators import PairCollator
 
     common = {"pref_ftx": 0.5, "max_steps": 2}
     lora = run_training(parse_config(pref_args(tiny_qwen, tmp_path / "lora", **common)))
@@ -125,7 +125,7 @@ def test_other_pref_losses_train(tiny_qwen, tmp_path, capture_trainer, pref_loss
 
 def _pairs_accuracy(model, head, trainer_rows, pad_id: int) -> float:
     from tunelab.model.value_head import sequence_rewards
-    from tunelab.train.pair_collators import PairCollator
+    from tunelab.train.collators import PairCollator
 
     batch = PairCollator(pad_token_id=pad_id)(trainer_rows)
     with torch.no_grad():
@@ -241,11 +241,14 @@ def test_reward_model_resume_restores_the_value_head(tiny_qwen, tmp_path):
 ])
 def test_padding_free_default_trains_like_padded_batches(tiny_qwen, tmp_path, monkeypatch, stage, extra):
     """rm / dpo / kto batch padding-free by default; `padding_free: false` pads, and the runs log the same losses."""
-    from tunelab.train import pair_collators
+    from tunelab.data import batching
+    from tunelab.train import collators
+    from tunelab.train.stages import kto
 
     packed_calls = []
-    original = pair_collators.pack_sequences
-    monkeypatch.setattr(pair_collators, "pack_sequences", lambda *a, **k: packed_calls.append(1) or original(*a, **k))
+    original = batching.pack_sequences
+    for module in (collators, kto):  # the pair collator (rm, dpo) and the kto collator
+        monkeypatch.setattr(module, "pack_sequences", lambda *a, **k: packed_calls.append(1) or original(*a, **k))
 
     config = parse_config(pref_args(tiny_qwen, tmp_path / "free", stage=stage, max_steps=3, **extra))
     assert config.data.padding_free is True

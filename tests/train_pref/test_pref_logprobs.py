@@ -6,13 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunelab.train.logprobs import (
+from tunelab.train.losses.logprobs import (
     forward_token_logps,
     sequence_logps,
     token_logps_from_hidden,
     token_logps_from_logits,
 )
-from tunelab.train.pair_collators import IGNORE_INDEX, KTOCollator, PairCollator
+from tunelab.data.labels import IGNORE_INDEX
+from tunelab.train.collators import PairCollator
+from tunelab.train.stages.kto import KTOCollator
 
 
 def _labels(batch: int, length: int, vocab: int, seed: int = 0) -> torch.Tensor:

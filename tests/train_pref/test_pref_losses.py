@@ -1,4 +1,4 @@
-"""Every loss of `tunelab.train.losses` against its paper's formula (written out element by element
+"""Every loss of `tunelab.train.losses.preference` against its paper's formula (written out element by element
 with `math`), and against trl's implementation as an oracle where trl has one (trl is a test-only
 dependency: those tests skip without it)."""
 
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tunelab.train import losses as L
+from tunelab.train.losses import preference as L
 
 BATCH = 6
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tunelab.train import rl_losses as R
+from tunelab.train.losses import rl as R
 
 
 def random_batch(seed: int = 0, batch: int = 5, length: int = 7):

@@ -8,7 +8,7 @@ import torch
 from tunelab.data.conversation import Example, Message, Role
 from tunelab.data.encode import encode_pairwise, encode_prompt, stop_token_ids
 from tunelab.data.templates import get_template
-from tunelab.train.rl_rollout import Rollout, completion_mask, end_of_turn_ids
+from tunelab.train.rl.rollout import Rollout, completion_mask, end_of_turn_ids
 
 
 def rollout(prompt: list[int], completion: list[int], stop_ids: list[int], pad: int) -> Rollout:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from tunelab.config.stages import STAGE_NAMES
 from tunelab.errors import UserError
 
 USAGE = "tunelab data check NAME[,NAME] [--dataset_dir D] [--model_name_or_path M --template T --cutoff_len N] [--stage S]"
@@ -23,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("names", help="data set names from dataset_info.json, comma separated")
     check.add_argument("--dataset_dir", default="data", help="folder holding dataset_info.json (default: data)")
     check.add_argument("--media_dir", default=None, help="folder of images / videos / audios (default: dataset_dir)")
-    check.add_argument("--stage", default="sft", choices=["pt", "sft", "rm", "dpo", "kto", "ppo", "grpo"])
+    check.add_argument("--stage", default="sft", choices=STAGE_NAMES)
     check.add_argument("--model_name_or_path", default=None, help="tokenizer to measure token lengths with")
     check.add_argument("--template", default=None, help="named template to encode with, as training would (default: auto, the tokenizer's own)")
     check.add_argument("--cutoff_len", type=int, default=None, help="count the examples longer than this")

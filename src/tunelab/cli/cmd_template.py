@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tunelab.data.labels import IGNORE_INDEX
 from tunelab.errors import UserError
 
 DEMO_MESSAGES = [
@@ -74,7 +75,8 @@ def _list() -> int:
 def _render(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
-    from tunelab.data.encode import EncodeOptions, encode_example
+    from tunelab.config.stages import DataKind
+    from tunelab.data.encode import EncodeOptions, encode_as
     from tunelab.data.templates import get_template
 
     try:
@@ -85,13 +87,14 @@ def _render(args: argparse.Namespace) -> int:
     options = EncodeOptions(args.cutoff_len, args.train_on_prompt, args.mask_history, args.enable_thinking)
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     for number, example in enumerate(_examples(args)[: args.max_examples]):
-        stage = "dpo" if example.is_preference else "pt" if example.is_pretraining else "sft"
-        encoded = encode_example(tokenizer, template, example, stage, options)
-        keys = [("chosen_input_ids", "chosen_labels"), ("rejected_input_ids", "rejected_labels")] if stage == "dpo" else [("input_ids", "labels")]
+        kind = DataKind.PAIR if example.is_preference else DataKind.TEXT if example.is_pretraining else DataKind.CHAT
+        encoded = encode_as(tokenizer, template, example, kind, options)
+        pair = kind is DataKind.PAIR
+        keys = [("chosen_input_ids", "chosen_labels"), ("rejected_input_ids", "rejected_labels")] if pair else [("input_ids", "labels")]
         for ids_key, labels_key in keys:
-            title = f"example {number + 1}" + (f" ({ids_key.split('_')[0]})" if stage == "dpo" else "")
+            title = f"example {number + 1}" + (f" ({ids_key.split('_')[0]})" if pair else "")
             print(f"=== {title}: template '{template.name}', {len(encoded[ids_key])} tokens, "
-                  f"{sum(label != -100 for label in encoded[labels_key])} trained ===")
+                  f"{sum(label != IGNORE_INDEX for label in encoded[labels_key])} trained ===")
             print(highlight(tokenizer, encoded[ids_key], encoded[labels_key], color=color))
             if not args.no_table:
                 print(table(tokenizer, encoded[ids_key], encoded[labels_key]))
@@ -103,7 +106,7 @@ def highlight(tokenizer: Any, ids: list[int], labels: list[int], *, color: bool)
     start, end = ("\x1b[1;32m", "\x1b[0m") if color else ("[[", "]]")
     pieces, run, trained = [], [], None
     for token, label in [*zip(ids, labels), (None, None)]:
-        is_trained = label is not None and label != -100
+        is_trained = label is not None and label != IGNORE_INDEX
         if token is None or (trained is not None and is_trained != trained):
             text = tokenizer.decode(run)
             pieces.append(f"{start}{text}{end}" if trained else text)
@@ -127,10 +130,11 @@ def _examples(args: argparse.Namespace) -> list[Any]:
 
     if args.dataset:
         from tunelab.config.data_args import DataArguments
+        from tunelab.config.stages import DataKind, stage_reading
         from tunelab.data.loader import load_examples
 
         data_args = DataArguments(dataset=args.dataset, dataset_dir=args.dataset_dir, max_samples=args.max_examples)
-        return list(load_examples(data_args, "sft"))
+        return list(load_examples(data_args, stage_reading(DataKind.CHAT)))
     if not args.data:
         return [Example(messages=tuple(Message(Role(role), text) for role, text in DEMO_MESSAGES))]
     path = Path(args.data)

@@ -6,10 +6,7 @@ from __future__ import annotations
 import importlib.util
 
 from tunelab.config.resolved import Config
-
-#: stages whose batches can be padding-free (by default when packing is off): pt and sft through
-#: train/collators.py's lm_collator, rm / dpo / kto through train/pair_collators.py
-PADDING_FREE_STAGES = ("pt", "sft", "rm", "dpo", "kto")
+from tunelab.config.stages import get_stage_spec
 
 
 def _set(config: Config, group: str, key: str, value: object, why: str) -> None:
@@ -22,6 +19,7 @@ def _set(config: Config, group: str, key: str, value: object, why: str) -> None:
 
 def derive_values(config: Config) -> None:
     data, ft, model = config.data, config.finetuning, config.model
+    spec = get_stage_spec(ft.stage)
     if ft.finetuning_type == "lora" and ft.lora_alpha is None:
         _set(config, "finetuning", "lora_alpha", ft.lora_rank * 2, "default: lora_rank * 2")
     if data.template is None or data.template == "":
@@ -29,10 +27,9 @@ def derive_values(config: Config) -> None:
     if data.neat_packing and data.packing is None:
         _set(config, "data", "packing", True, "neat_packing implies packing")
     elif data.packing is None:
-        packing = ft.stage == "pt"
-        _set(config, "data", "packing", packing, f"default for stage {ft.stage}")
+        _set(config, "data", "packing", spec.packs_by_default, f"default for stage {ft.stage}")
     if data.padding_free is None:
-        if ft.stage in PADDING_FREE_STAGES and not data.packing:
+        if spec.padding_free and not data.packing:
             _set(config, "data", "padding_free", True,
                  f"default for stage {ft.stage}: no compute on padding, same examples per step")
         else:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tunelab.config.stages import STAGE_NAMES, StageName
+
 
 @dataclass
 class FinetuningArguments:
     """Training stage and parameter-efficient tuning settings, with the anchor's names and defaults."""
 
-    stage: Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"] = field(
-        default="sft", metadata={"help": "Training stage: pt, sft, rm, ppo, dpo, kto, grpo."}
-    )
+    stage: StageName = field(default="sft", metadata={"help": f"Training stage: {', '.join(STAGE_NAMES)}."})
     finetuning_type: Literal["lora", "freeze", "full"] = field(
         default="lora", metadata={"help": "Which parameters are trained: lora adapters, the last layers (freeze) or all (full)."}
     )

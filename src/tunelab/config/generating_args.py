@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: the sampling keys a model's generation_config.json may hold and a tunelab config may set: what the
+#: chat engines read from the model's file and what `do_predict` / `tunelab eval` pass to generate()
+GENERATION_KEYS = (
+    "do_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "num_beams",
+    "max_new_tokens",
+    "repetition_penalty",
+    "length_penalty",
+)
+
 
 @dataclass
 class GeneratingArguments:

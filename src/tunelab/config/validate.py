@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tunelab.config.derive import PADDING_FREE_STAGES
 from tunelab.config.resolved import Config
+from tunelab.config.stages import get_stage_spec, stages_where
 from tunelab.errors import UserError
 
 
@@ -45,8 +45,9 @@ def validate_config(config: Config) -> None:
     if data.padding_free and data.packing:
         _fail(config, "padding_free and packing are both true; packing already leaves no padding (rows of cutoff_len "
               "tokens). Choose one: packing changes what a batch is, padding_free keeps batches of examples.")
-    if data.padding_free and ft.stage not in PADDING_FREE_STAGES:
-        stages = ", ".join(PADDING_FREE_STAGES[:-1]) + " and " + PADDING_FREE_STAGES[-1]
+    if data.padding_free and not get_stage_spec(ft.stage).padding_free:
+        names = stages_where(lambda spec: spec.padding_free)
+        stages = ", ".join(names[:-1]) + " and " + names[-1]
         _fail(config, f"padding_free applies to stages {stages}; stage {ft.stage} pads its batches. "
               "Remove padding_free.")
     if data.val_size < 0:

@@ -8,18 +8,19 @@ Truncation to `cutoff_len` follows `encode_truncate`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tunelab.config.data_args import DataArguments
+from tunelab.config.stages import DataKind, get_stage_spec
 from tunelab.data.conversation import Example, Message, Role
 from tunelab.data.encode_tokens import Token, tokenize_segments
 from tunelab.data.encode_truncate import last_response_len, truncate
+from tunelab.data.labels import IGNORE_INDEX
 from tunelab.data.templates.base import Segment, SpecialTokens, Template
 from tunelab.data.templates.tools import normalize_tools
 from tunelab.errors import UserError
-
-IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class EncodeOptions:
     enable_thinking: bool = True
 
     @classmethod
-    def from_data_args(cls, data_args: Any) -> EncodeOptions:
+    def from_data_args(cls, data_args: DataArguments) -> EncodeOptions:
         thinking = getattr(data_args, "enable_thinking", True)
         return cls(
             cutoff_len=int(data_args.cutoff_len),
@@ -228,30 +229,47 @@ def stop_token_ids(tokenizer: Any, template: Template) -> list[int]:
     return ids
 
 
+def _encode_text(tokenizer: Any, template: Template, example: Example, options: EncodeOptions) -> dict[str, Any]:
+    if example.text is None:
+        raise UserError("pre-training (stage: pt) needs plain-text examples")
+    return encode_pretrain(tokenizer, template, example.text, cutoff_len=None)
+
+
+def _encode_chat(tokenizer: Any, template: Template, example: Example, options: EncodeOptions) -> dict[str, Any]:
+    return encode_supervised(
+        tokenizer,
+        template,
+        example.messages,
+        system=example.system,
+        tools=example.tools,
+        cutoff_len=options.cutoff_len,
+        train_on_prompt=options.train_on_prompt,
+        mask_history=options.mask_history,
+        enable_thinking=options.enable_thinking,
+    )
+
+
+#: the encoder of each kind of training data (the stage table says which kind a stage reads)
+ENCODERS: dict[DataKind, Callable[[Any, Template, Example, EncodeOptions], dict[str, Any]]] = {
+    DataKind.TEXT: _encode_text,
+    DataKind.CHAT: _encode_chat,
+    DataKind.PAIR: lambda tokenizer, template, example, options: encode_pairwise(tokenizer, template, example,
+                                                                                 options=options),
+    DataKind.KTO: lambda tokenizer, template, example, options: encode_kto(tokenizer, template, example, options=options),
+    DataKind.PROMPT: lambda tokenizer, template, example, options: encode_unsupervised(tokenizer, template, example,
+                                                                                       options=options),
+}
+
+
+def encode_as(
+    tokenizer: Any, template: Template, example: Example, kind: DataKind, options: EncodeOptions = EncodeOptions()
+) -> dict[str, Any]:
+    """Encode one example as `kind` of training data: text, chat, pair, kto or prompt."""
+    return ENCODERS[kind](tokenizer, template, example, options)
+
+
 def encode_example(
     tokenizer: Any, template: Template, example: Example, stage: str, options: EncodeOptions = EncodeOptions()
 ) -> dict[str, Any]:
-    """Encode one example for a training stage: pt, sft, rm / dpo (pairs), kto, ppo / grpo (prompts)."""
-    if stage == "pt":
-        if example.text is None:
-            raise UserError("pre-training (stage: pt) needs plain-text examples")
-        return encode_pretrain(tokenizer, template, example.text, cutoff_len=None)
-    if stage in ("rm", "dpo", "orpo", "simpo"):
-        return encode_pairwise(tokenizer, template, example, options=options)
-    if stage == "kto":
-        return encode_kto(tokenizer, template, example, options=options)
-    if stage in ("ppo", "grpo"):
-        return encode_unsupervised(tokenizer, template, example, options=options)
-    if stage == "sft":
-        return encode_supervised(
-            tokenizer,
-            template,
-            example.messages,
-            system=example.system,
-            tools=example.tools,
-            cutoff_len=options.cutoff_len,
-            train_on_prompt=options.train_on_prompt,
-            mask_history=options.mask_history,
-            enable_thinking=options.enable_thinking,
-        )
-    raise UserError(f"stage: unknown stage '{stage}' (pt, sft, rm, dpo, kto, ppo, grpo)")
+    """Encode one example the way training stage `stage` reads it (the stage table's data kind)."""
+    return encode_as(tokenizer, template, example, get_stage_spec(stage).data, options)

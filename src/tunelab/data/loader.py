@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunelab.config.data_args import DataArguments
+from tunelab.config.stages import get_stage_spec, stages_where
 from tunelab.data.conversation import Example
 from tunelab.data.dataset_info import DatasetAttr, get_dataset_attrs, resolve_dataset_dir
 from tunelab.data.formats import CONVERTERS
-from tunelab.data.formats.common import PREFERENCE_STAGES, STAGES, ConvertContext
+from tunelab.data.formats.common import ConvertContext
 from tunelab.data.mixing import mix, split_validation, take_first, take_samples
 from tunelab.data.readers import RawRow
 from tunelab.data.sources import iter_source_rows
@@ -48,15 +49,15 @@ class ExampleSplits:
 
 def check_stage(attr: DatasetAttr, stage: str) -> None:
     """The anchor's rule: preference stages need `ranking: true` data sets, the other stages refuse them."""
-    if stage not in STAGES:
-        raise UserError(f"unknown stage '{stage}'; expected one of {', '.join(STAGES)}")
-    if stage in PREFERENCE_STAGES and not attr.ranking:
+    kind = get_stage_spec(stage).data
+    if kind.is_ranking and not attr.ranking:
         raise UserError(f"data set '{attr.name}' is not preference data (`ranking: true`), which stage {stage} needs")
-    if stage not in PREFERENCE_STAGES and attr.ranking:
+    if not kind.is_ranking and attr.ranking:
+        pair_stages = " or ".join(stages_where(lambda spec: spec.data.is_ranking))
         raise UserError(
-            f"data set '{attr.name}' is preference data (`ranking: true`); stage {stage} cannot use it (use rm or dpo)"
+            f"data set '{attr.name}' is preference data (`ranking: true`); stage {stage} cannot use it (use {pair_stages})"
         )
-    if attr.formatting == "alpaca" and stage in ("sft", "kto") and not attr.ranking and not attr.column("response"):
+    if attr.formatting == "alpaca" and kind.needs_response and not attr.ranking and not attr.column("response"):
         raise UserError(
             f"data set '{attr.name}' has no response column (its `columns` in dataset_info.json name none), "
             f"which stage {stage} needs; if it is plain text for pre-training, use stage pt"

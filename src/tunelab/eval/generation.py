@@ -1,7 +1,7 @@
 """Generation-based evaluation of a data set: answers generated in batches, scored against the
 references (BLEU-4, ROUGE-1/2/L, exact match), plus the data set's perplexity.
 
-The same metrics as training's `do_predict` (tunelab.train.text_metrics), without a training run:
+The same metrics as training's `do_predict` (tunelab.eval.text_metrics), without a training run:
 `tunelab eval cfg.yaml` with `eval_dataset` (or `dataset`) and no `task`. `infer_backend: vllm`
 generates with vLLM when it is installed; otherwise Hugging Face `generate`, left padded.
 """
@@ -14,6 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tunelab.config.generating_args import GENERATION_KEYS
+from tunelab.config.resolved import Config
+from tunelab.config.stages import DataKind, stage_reading
+from tunelab.data.batching import pad_left
 from tunelab.errors import UserError, require_package
 
 logger = logging.getLogger("tunelab.eval")
@@ -22,17 +26,16 @@ PREDICTIONS_FILE = "generated_predictions.jsonl"
 RESULTS_FILE = "predict_results.json"
 
 
-def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
-    """`input_ids` and `attention_mask` of prompts padded on the left, so every prompt ends in the last column."""
-    import torch
-
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
-        mask[row, width - len(prompt) :] = 1
-    return ids, mask
+def generation_kwargs(config: Config, tokenizer: Any, stop_ids: list[int]) -> dict[str, Any]:
+    """generate() arguments of `do_predict` and `tunelab eval`: only the generating keys the user set
+    override the model's own generation_config."""
+    gen = config.generating
+    kwargs: dict[str, Any] = {"eos_token_id": stop_ids, "pad_token_id": tokenizer.pad_token_id}
+    kwargs.update({k: getattr(gen, k) for k in GENERATION_KEYS if k in config.explicit})
+    kwargs.setdefault("max_new_tokens", gen.max_new_tokens)
+    if config.data.eval_num_beams:
+        kwargs["num_beams"] = config.data.eval_num_beams
+    return kwargs
 
 
 def generate_hf(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], *, batch_size: int,
@@ -44,7 +47,7 @@ def generate_hf(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], *,
     device = next(model.parameters()).device
     texts: list[str] = []
     for start in range(0, len(prompts), max(batch_size, 1)):
-        ids, mask = left_pad(prompts[start : start + max(batch_size, 1)], pad)
+        ids, mask = pad_left(prompts[start : start + max(batch_size, 1)], pad)
         width = ids.shape[1]
         with torch.inference_mode():
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
@@ -101,7 +104,7 @@ def load_eval_examples(config: Any) -> list[Any]:
     if not (data.eval_dataset_names() or data.dataset_names()):
         raise UserError("generation evaluation needs a data set: set eval_dataset (or dataset), or set task for a benchmark.")
     split = "eval" if data.eval_dataset_names() else "train"
-    examples = load_examples(data, "sft", split, seed=int(config.evaluation.seed))
+    examples = load_examples(data, stage_reading(DataKind.CHAT), split, seed=int(config.evaluation.seed))
     examples = [ex for ex in examples if ex.text is None]
     if not examples:
         raise UserError("the evaluation data set has no conversations to answer.")
@@ -122,8 +125,7 @@ def run_generation_eval(config: Any) -> dict[str, float]:
     from tunelab.eval.fewshot_template import wants_builtin_fewshot
     from tunelab.eval.model_setup import load_eval_model
     from tunelab.eval.perplexity import dataset_perplexity
-    from tunelab.train.predict import generation_kwargs
-    from tunelab.train.text_metrics import generation_metrics
+    from tunelab.eval.text_metrics import generation_metrics
 
     if wants_builtin_fewshot(config.data.template):
         raise UserError("template: 'fewshot' is for benchmarks (task: ...); name the model's chat template to generate.")

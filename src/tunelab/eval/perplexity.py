@@ -11,7 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-IGNORE_INDEX = -100
+from tunelab.data.batching import pad_right
+from tunelab.data.labels import IGNORE_INDEX
 
 
 def token_nll(logits: Any, labels: Any) -> tuple[float, int]:
@@ -41,15 +42,8 @@ def encoded_perplexity(model: Any, encoded: Sequence[dict[str, list[int]]], *, p
     device = next(model.parameters()).device
     for start in range(0, len(encoded), max(batch_size, 1)):
         batch = encoded[start : start + max(batch_size, 1)]
-        width = max(len(e["input_ids"]) for e in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, e in enumerate(batch):
-            n = len(e["input_ids"])
-            ids[row, :n] = torch.tensor(e["input_ids"])
-            labels[row, :n] = torch.tensor(e["labels"])
-            mask[row, :n] = 1
+        padded = pad_right([(e["input_ids"], e["labels"]) for e in batch], pad_id)
+        ids, labels, mask = padded["input_ids"], padded["labels"], padded["attention_mask"]
         with torch.inference_mode():
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         part, count = token_nll(logits, labels.to(logits.device))

@@ -45,9 +45,9 @@ def last_token_logits(model: Any, prompts: Sequence[Sequence[int]], pad_id: int)
     """
     import torch
 
-    from tunelab.eval.generation import left_pad
+    from tunelab.data.batching import pad_left
 
-    ids, mask = left_pad(prompts, pad_id)
+    ids, mask = pad_left(prompts, pad_id)
     positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
     device = next(model.parameters()).device
     inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": positions.to(device)}

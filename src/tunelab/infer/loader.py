@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.config.resolved import Config
+from tunelab.config.stages import get_stage_spec
 from tunelab.data.encode import stop_token_ids
 from tunelab.data.templates import get_template
 from tunelab.errors import UserError
@@ -61,7 +62,7 @@ def _load_hf(config: Config, path: str, tokenizer: Any, stop_ids: list[int]) -> 
     if torch.cuda.is_available() and config.model.quantization_bit is None:
         model = model.to("cuda")
     scorer = None
-    if config.finetuning.stage == "rm":
+    if get_stage_spec(config.finetuning.stage).scores:
         from tunelab.infer.scoring import RewardScorer
         from tunelab.model.value_head import find_value_head
 
@@ -103,7 +104,7 @@ def load_chat_model(config: Config, *, name: str | None = None) -> ChatModel:
     stop_ids = stop_token_ids(tokenizer, template)
     engine: Engine
     scorer = None
-    if config.finetuning.stage == "rm" and not margs.adapter_paths() and not (Path(path) / "value_head.safetensors").is_file():
+    if get_stage_spec(config.finetuning.stage).scores and not margs.adapter_paths() and not (Path(path) / "value_head.safetensors").is_file():
         scorer = _load_sequence_classifier(config, path, tokenizer)
         engine = _NoGeneration(tokenizer)
         loaded_config = None

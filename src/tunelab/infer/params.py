@@ -14,19 +14,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger("tunelab.infer")
+from tunelab.config.generating_args import GENERATION_KEYS
 
-# Keys read from a model's generation_config.json, and settable in a tunelab config.
-GENERATION_KEYS = (
-    "do_sample",
-    "temperature",
-    "top_p",
-    "top_k",
-    "num_beams",
-    "max_new_tokens",
-    "repetition_penalty",
-    "length_penalty",
-)
+logger = logging.getLogger("tunelab.infer")
 
 
 @dataclass(frozen=True)

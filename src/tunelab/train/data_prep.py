@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunelab.config.resolved import Config
-from tunelab.train.packing import chunk_tokens, pack_examples
+from tunelab.config.stages import DataKind, get_stage_spec
+from tunelab.data.batching import chunk_tokens, pack_examples
+from tunelab.data.templates.base import Template
 
 logger = logging.getLogger("tunelab.train")
 
@@ -32,19 +34,16 @@ def _chunk_pretraining(rows: list[dict[str, Any]], cutoff_len: int) -> list[dict
     return out
 
 
-UNPACKED_STAGES = ("rm", "dpo", "kto", "ppo", "grpo")  # rows that are not one training sequence (pairs, kto_tag, prompts)
-
-
 def _shape(dataset: Any, config: Config) -> Any:
     """Chunk pre-training text and pack rows as `packing` asks; pass other data through unchanged."""
     if dataset is None:
         return None
     if isinstance(dataset, dict):
         return {name: _shape(part, config) for name, part in dataset.items()}
-    stage, cutoff = config.finetuning.stage, config.data.cutoff_len
-    if stage in UNPACKED_STAGES:
-        return dataset  # pairs / kto rows: padded by their own collators, never packed
-    if stage == "pt":
+    spec, cutoff = get_stage_spec(config.finetuning.stage), config.data.cutoff_len
+    if not spec.packable:
+        return dataset  # pairs / kto rows / prompts are not one training sequence: their collators batch them
+    if spec.data is DataKind.TEXT:
         rows = _chunk_pretraining(_rows(dataset), cutoff)
     elif config.data.packing:
         rows = _rows(dataset)
@@ -59,7 +58,7 @@ def _shape(dataset: Any, config: Config) -> Any:
     return rows
 
 
-def prepare_data(config: Config, tokenizer: Any, template: Any) -> PreparedData:
+def prepare_data(config: Config, tokenizer: Any, template: Template) -> PreparedData:
     from tunelab.data.dataset import build_dataset
     from tunelab.data.encode import EncodeOptions, encode_example
 
@@ -77,7 +76,7 @@ def prepare_data(config: Config, tokenizer: Any, template: Any) -> PreparedData:
         from tunelab.errors import UserError
 
         raise UserError(f"dataset {config.data.dataset}: no training examples left after loading.")
-    packed = bool(config.data.packing) and stage not in UNPACKED_STAGES
+    packed = bool(config.data.packing) and get_stage_spec(stage).packable
     if config.data.packing and not packed:
         logger.warning("packing does not apply to stage %s: its rows are padded per batch instead", stage)
     return PreparedData(train=_shape(splits.train, config), eval=_shape(splits.eval, config), packed=packed)

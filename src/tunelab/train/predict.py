@@ -7,29 +7,19 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tunelab.train.outputs import write_json
-from tunelab.train.text_metrics import generation_metrics
+from tunelab.config.resolved import Config
+from tunelab.data.conversation import Example
+from tunelab.data.templates.base import Template
+from tunelab.eval.generation import generate_hf, generation_kwargs
+from tunelab.eval.text_metrics import generation_metrics
+from tunelab.train.run.outputs import write_json
 
 logger = logging.getLogger("tunelab.train")
 
 
-def generation_kwargs(config: Any, tokenizer: Any, stop_ids: list[int]) -> dict[str, Any]:
-    """Only the generating keys the user set override the model's own generation_config."""
-    gen = config.generating
-    kwargs: dict[str, Any] = {"eos_token_id": stop_ids, "pad_token_id": tokenizer.pad_token_id}
-    set_keys = [k for k in ("do_sample", "temperature", "top_p", "top_k", "num_beams", "max_new_tokens",
-                            "repetition_penalty", "length_penalty") if k in config.explicit]
-    kwargs.update({k: getattr(gen, k) for k in set_keys})
-    kwargs.setdefault("max_new_tokens", gen.max_new_tokens)
-    if config.data.eval_num_beams:
-        kwargs["num_beams"] = config.data.eval_num_beams
-    return kwargs
-
-
-def predict(model: Any, tokenizer: Any, template: Any, examples: list[Any], config: Any, output_dir: str) -> dict[str, float]:
+def predict(model: Any, tokenizer: Any, template: Template, examples: list[Example], config: Config, output_dir: str) -> dict[str, float]:
     """Greedy (or configured) generation over `examples`; writes generated_predictions.jsonl and predict_results.json."""
     from tunelab.data.encode import EncodeOptions, encode_unsupervised, stop_token_ids
-    from tunelab.eval.generation import generate_hf
 
     options = EncodeOptions.from_data_args(config.data)
     encoded = [encode_unsupervised(tokenizer, template, ex, options=options) for ex in examples]

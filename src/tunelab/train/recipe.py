@@ -72,18 +72,18 @@ def run_training(config: Config) -> TrainingRun:
     from tunelab.model.load import load_model, load_tokenizer, resolve_model_path, torch_dtype_for
     from tunelab.model.quantization import quantization_config
     from tunelab.model.tuning import apply_tuning
-    from tunelab.train.checkpoints import resolve_resume
     from tunelab.train.data_prep import prepare_data
-    from tunelab.train.guards import NonFiniteGuard
-    from tunelab.train.interrupt import InterruptCallback
-    from tunelab.train.log_callback import TrainerLogCallback
-    from tunelab.train.outputs import save_tokenizer, write_resolved_config
-    from tunelab.train.stages import check_stage_config, collator_factory, get_stage, trainer_class
+    from tunelab.train.run.guards import NonFiniteGuard
+    from tunelab.train.run.interrupt import InterruptCallback
+    from tunelab.train.run.outputs import save_tokenizer, write_resolved_config
+    from tunelab.train.run.resume import resolve_resume
+    from tunelab.train.run.trainer_log import TrainerLogCallback
+    from tunelab.train.stages import room_of
 
     # 1. setup: everything that can fail on the user's input fails here, before weights load
     validate_for_training(config)
-    stage = get_stage(config.finetuning.stage)
-    check_stage_config(stage, config)
+    room = room_of(config.finetuning.stage)  # the stage's module: its check, collator and Trainer
+    room.check_config(config)
     values = _training_values(config)
     output_dir = values["output_dir"]
     checkpoint = resolve_resume(output_dir, values.pop("resume_from_checkpoint", None),
@@ -131,9 +131,9 @@ def run_training(config: Config) -> TrainingRun:
 
     # 3. train
     interrupt = InterruptCallback()
-    trainer = trainer_class(stage)(
+    trainer = room.Trainer(
         model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
-        data_collator=collator_factory(stage)(prepared, tokenizer, model, config), processing_class=tokenizer,
+        data_collator=room.make_collator(prepared, tokenizer, model, config), processing_class=tokenizer,
         callbacks=[NonFiniteGuard(args.max_nonfinite_steps), TrainerLogCallback(output_dir), interrupt],
         config=config,
     )  # fmt: skip
@@ -163,15 +163,15 @@ def run_training(config: Config) -> TrainingRun:
     if args.do_predict:
         metrics.update(_predict(config, trainer.model, tokenizer, template, output_dir))
     if config.finetuning.plot_loss and args.do_train and args.should_save:
-        from tunelab.train.plot import plot_losses
+        from tunelab.train.run.plot import plot_losses
 
         plot_losses(output_dir)
     return TrainingRun(Path(output_dir), metrics, trainer.model, tokenizer, template)
 
 
 def _activation_checkpointing(config: Config, values: dict[str, Any], args: Any, model: Any) -> bool:
-    """The user's choice when given; otherwise the memory rule of train/checkpointing_rule.py (logged)."""
-    from tunelab.train.checkpointing_rule import choose_checkpointing
+    """The user's choice when given; otherwise the memory rule of model/activation_memory.py (logged)."""
+    from tunelab.model.activation_memory import choose_checkpointing
 
     if "activation_checkpointing" in values or config.model.disable_gradient_checkpointing:
         if args.activation_checkpointing:
@@ -201,8 +201,8 @@ def _train(trainer: Any, checkpoint: str | None, interrupt: Any) -> Any:
 
     import torch
 
-    from tunelab.train.guards import out_of_memory_error
-    from tunelab.train.interrupt import stop_on_signals
+    from tunelab.train.run.guards import out_of_memory_error
+    from tunelab.train.run.interrupt import stop_on_signals
 
     try:
         with stop_on_signals(interrupt):
@@ -247,12 +247,13 @@ def check_disk_space(output_dir: str, model: Any, *, full_weights: bool) -> None
 
 
 def _predict(config: Config, model: Any, tokenizer: Any, template: Any, output_dir: str) -> dict[str, Any]:
+    from tunelab.config.stages import DataKind, stage_reading
     from tunelab.data.loader import load_splits
     from tunelab.train.predict import predict
 
     if not config.training_values.get("predict_with_generate"):
         raise UserError("do_predict needs predict_with_generate: true (tunelab predicts by generating answers).")
-    splits = load_splits(config.data, "sft", seed=int(config.training_values.get("seed", 42)))
+    splits = load_splits(config.data, stage_reading(DataKind.CHAT), seed=int(config.training_values.get("seed", 42)))
     examples = splits.eval if splits.eval else splits.train
     if isinstance(examples, dict):
         examples = [e for part in examples.values() for e in part]

@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tunelab.config.stages import STAGE_NAMES, stage_reads
+
 Values = Mapping[str, Any]
 
-STAGES = ("sft", "pt", "rm", "dpo", "kto", "ppo", "grpo")
-PREFERENCE_STAGES = ("rm", "dpo", "kto")
 FINETUNING_TYPES = ("lora", "freeze", "full")
 QUANTIZATION_BITS = ("none", "4", "8")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -144,12 +144,9 @@ def _is_freeze(values: Values) -> bool:
     return values.get("finetuning_type") == "freeze"
 
 
-def _is_pref(values: Values) -> bool:
-    return values.get("stage", "sft") in PREFERENCE_STAGES
-
-
-def _is_kto(values: Values) -> bool:
-    return values.get("stage") == "kto"
+def _stage_reads(key: str) -> Callable[[Values], bool]:
+    """The field applies when the chosen stage reads `key` (the stage table's keys)."""
+    return lambda values: stage_reads(values.get("stage", "sft"), key)
 
 
 def _f(name: str, kind: str, default: Any, section: str, key: str | None = None, **extra: Any) -> Field:
@@ -166,7 +163,7 @@ FIELDS: tuple[Field, ...] = (
     Field("quantization_bit", ("quantization_bit",), "choice", "none", TOP, QUANTIZATION_BITS,
           convert=_quantization, load=_load_quantization),
     # train tab
-    _f("stage", "choice", "sft", TRAIN, choices=STAGES),
+    _f("stage", "choice", "sft", TRAIN, choices=STAGE_NAMES),
     _f("dataset_dir", "text", "data", TRAIN),
     _f("dataset", "multi", ["identity"], TRAIN),
     _f("learning_rate", "float", 5e-5, TRAIN),
@@ -201,12 +198,12 @@ FIELDS: tuple[Field, ...] = (
     _f("freeze_trainable_layers", "int", 2, FREEZE, when=_is_freeze),
     _f("freeze_trainable_modules", "text", "all", FREEZE, when=_is_freeze),
     _f("freeze_extra_modules", "text", "", FREEZE, when=_is_freeze),
-    # preference settings (rm, dpo, kto)
-    _f("pref_beta", "float", 0.1, PREF, when=_is_pref),
-    _f("pref_ftx", "float", 0.0, PREF, when=_is_pref),
-    _f("pref_loss", "choice", "sigmoid", PREF, choices=PREF_LOSSES, when=_is_pref),
-    _f("kto_chosen_weight", "float", 1.0, PREF, when=_is_kto),
-    _f("kto_rejected_weight", "float", 1.0, PREF, when=_is_kto),
+    # preference settings: each shown for the stages that read it (dpo, kto)
+    _f("pref_beta", "float", 0.1, PREF, when=_stage_reads("pref_beta")),
+    _f("pref_ftx", "float", 0.0, PREF, when=_stage_reads("pref_ftx")),
+    _f("pref_loss", "choice", "sigmoid", PREF, choices=PREF_LOSSES, when=_stage_reads("pref_loss")),
+    _f("kto_chosen_weight", "float", 1.0, PREF, when=_stage_reads("kto_chosen_weight")),
+    _f("kto_rejected_weight", "float", 1.0, PREF, when=_stage_reads("kto_rejected_weight")),
     # evaluate & predict tab (`tunelab eval`: a data set with generation metrics, or a benchmark task)
     _f("eval_dataset_dir", "text", "data", EVAL, key="dataset_dir"),
     _f("eval_dataset", "multi", [], EVAL),

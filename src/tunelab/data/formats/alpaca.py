@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunelab.config.stages import DataKind
 from tunelab.data.conversation import Example, Message, Role, Source
 from tunelab.data.formats.common import (
     ConvertContext,
@@ -46,7 +47,7 @@ def convert_alpaca(row: dict[str, Any], ctx: ConvertContext, ck: RowChecker) -> 
         present = [c for c in (prompt_col, query_col) if c and c in row]
         ck.add(prompt_field, "empty content" if present else "missing required field")
 
-    if ctx.stage == "pt":
+    if ctx.kind is DataKind.TEXT:
         return pretraining_example("\n".join(parts), source) if ck.ok else None
 
     turns = _history(row, attr.column("history"), ck)
@@ -66,7 +67,7 @@ def convert_alpaca(row: dict[str, Any], ctx: ConvertContext, ck: RowChecker) -> 
             chosen, rejected = Message(Role.ASSISTANT, chosen_text), Message(Role.ASSISTANT, rejected_text)
     else:
         response_col = attr.column("response") or "output"
-        required = ctx.stage not in ("ppo", "grpo") or row.get(response_col) not in (None, "")
+        required = ctx.kind is not DataKind.PROMPT or row.get(response_col) not in (None, "")
         response = ck.text(row.get(response_col), response_col, required=required)
         if response:
             turns.append(Turn(Role.ASSISTANT, response, response_col, "assistant"))

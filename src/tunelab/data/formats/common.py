@@ -6,13 +6,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from tunelab.config.stages import DataKind, get_stage_spec
 from tunelab.data.conversation import Example, Message, Role, Source
 from tunelab.data.dataset_info import DatasetAttr
 from tunelab.data.validate import RowChecker, type_name
-
-STAGES = ("pt", "sft", "rm", "dpo", "kto", "ppo", "grpo")
-PREFERENCE_STAGES = ("rm", "dpo")
-PROMPT_STAGES = ("ppo", "grpo")
 
 PROMPT_ROLES = (Role.USER, Role.OBSERVATION)
 RESPONSE_ROLES = (Role.ASSISTANT, Role.FUNCTION)
@@ -27,12 +24,17 @@ class ConvertContext:
     media_dir: str | None = None
 
     @property
+    def kind(self) -> DataKind:
+        """What the stage reads (the stage table's `data`): converters branch on this, never on the stage name."""
+        return get_stage_spec(self.stage).data
+
+    @property
     def wants_preference(self) -> bool:
-        return self.stage in PREFERENCE_STAGES
+        return self.kind.is_ranking
 
     @property
     def wants_kto(self) -> bool:
-        return self.stage == "kto"
+        return self.kind is DataKind.KTO
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def check_ending(turns: list[Turn], ck: RowChecker, ctx: ConvertContext, field: 
         ck.add(field, "empty conversation")
         return False
     last = turns[-1]
-    if ctx.stage in PROMPT_STAGES:
+    if ctx.kind is DataKind.PROMPT:
         return True
     if ctx.attr.ranking:
         if last.role not in PROMPT_ROLES:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunelab.config.stages import DataKind
 from tunelab.data.conversation import Example, Message, Role, Source
 from tunelab.data.formats.common import (
     RESPONSE_ROLES,
@@ -121,7 +122,7 @@ def finish_conversation(
     """The part sharegpt and openai share once the turns are read: pre-training text, role order and
     ending, tools, media, preference candidates (`candidate` reads one) or the KTO tag, then the Example."""
     attr = ctx.attr
-    if ctx.stage == "pt":
+    if ctx.kind is DataKind.TEXT:
         if not turns:
             ck.add(column, "empty conversation")
             return None

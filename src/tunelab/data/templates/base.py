@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tunelab.data.conversation import Message
+from tunelab.data.templates.markup import BOS, CONTENT, EOS, Segment, SpecialTokens
+from tunelab.data.templates.render import render
 
-CONTENT = "{{content}}"
-BOS = "{{bos_token}}"
-EOS = "{{eos_token}}"
+__all__ = ["BOS", "CONTENT", "EOS", "Segment", "SpecialTokens", "Template", "Thinking"]
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,6 @@ class Template:
         enable_thinking: bool = True,
     ) -> list[Segment]:
         """The segments of a conversation; see `render.render`. `template: auto` overrides this."""
-        from tunelab.data.templates.render import render
-
         return render(
             self,
             messages,
@@ -106,44 +104,3 @@ class Template:
     def render_text(self, messages: Sequence[Message], **options: Any) -> str:
         """The rendered conversation as one string (what the official jinja would print)."""
         return "".join(segment.text for segment in self.render(messages, **options))
-
-
-@dataclass(frozen=True)
-class SpecialTokens:
-    """The tokenizer's own bos/eos strings, substituted into `{{bos_token}}` / `{{eos_token}}`."""
-
-    bos: str = ""
-    eos: str = ""
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer: object) -> SpecialTokens:
-        bos = getattr(tokenizer, "bos_token", None) or ""
-        eos = getattr(tokenizer, "eos_token", None) or ""
-        return cls(bos=str(bos), eos=str(eos))
-
-    def fill(self, text: str) -> str:
-        return text.replace(BOS, self.bos).replace(EOS, self.eos)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A piece of rendered text and what it is.
-
-    `turn` numbers the assistant turns from 0; prompt text before assistant turn i and that
-    turn's response both carry `turn=i` (text after the last response carries one more).
-    `response`: part of an assistant turn (trainable). `content`: comes from the data rather
-    than from the template's markup (truncation may cut content, never markup).
-    `trainable`: False for response text that must stay context (e.g. a think block written while
-    `enable_thinking` is off, or a reasoning turn the official template rewrites later).
-    """
-
-    text: str
-    turn: int
-    response: bool = False
-    content: bool = False
-    trainable: bool = True
-    extra: bool = False  # not part of the official rendering (efficient eos)
-
-    @property
-    def trained(self) -> bool:
-        return self.response and self.trainable

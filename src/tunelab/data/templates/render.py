@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab.data.conversation import Message, Role
-from tunelab.data.templates.base import CONTENT, Segment, SpecialTokens, Template
+from tunelab.data.templates.markup import CONTENT, Segment, SpecialTokens
 from tunelab.data.templates.tools import ToolPlacement, get_tool_format, parse_calls
+
+if TYPE_CHECKING:  # only a type here: base.py imports this module for Template.render
+    from tunelab.data.templates.base import Template
 
 
 @dataclass

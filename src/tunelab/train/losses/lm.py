@@ -20,7 +20,9 @@ from typing import Any
 
 import torch
 
-IGNORE_INDEX = -100
+from tunelab.data.labels import IGNORE_INDEX
+from tunelab.train.losses.logprobs import logit_transform, shift_labels, token_logps_from_hidden
+
 Tensor = torch.Tensor
 #: the chunk's logits are kept about as large as the hidden states themselves (liger's rule), within these bounds
 MIN_CHUNK_TOKENS = 64
@@ -105,16 +107,12 @@ def shifted_targets(hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     Position t predicts label t+1; positions whose next label is -100 (prompt, padding, the first
     token of a packed example) never reach the head at all.
     """
-    from tunelab.train.logprobs import shift_labels
-
     next_labels, mask = shift_labels(labels)
     return hidden[:, :-1][mask], next_labels[mask]
 
 
 def summed_lm_loss(hidden: Tensor, labels: Tensor, head: Any, model_config: Any, *, use_liger: bool = False) -> Tensor:
     """Sum of next-token cross-entropies of `labels` [B, T] from the last hidden states [B, T, H]."""
-    from tunelab.train.logprobs import logit_transform, token_logps_from_hidden
-
     if type(head) is not torch.nn.Linear:  # an adapted or wrapped head (LoRA on lm_head, modules_to_save):
         # the checkpointed per-chunk log-probs of the preference stages; the loss is their negated sum
         token_logps, _ = token_logps_from_hidden(hidden, head, labels, scale=logit_transform(model_config))

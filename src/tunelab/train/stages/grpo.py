@@ -4,7 +4,7 @@ One Trainer step per prompt batch: every prompt gets `num_generations` sampled c
 group), each completion is scored by the reward functions (`reward_funcs`) and/or a reward model
 (`reward_model`, trained by `stage: rm`), the scores are normalised inside each group into
 advantages, and the clipped objective with a k3 KL penalty to the reference (`grpo_beta`) is
-minimised (`rl_losses.grpo_loss`). Completions are sampled once per step and used for one update,
+minimised (`losses/rl.grpo_loss`). Completions are sampled once per step and used for one update,
 so π_old is the policy of that step (the ratio is 1 in value; its gradient is the policy gradient).
 
 `per_device_train_batch_size` counts prompts; each step sees that many × `num_generations`
@@ -20,40 +20,27 @@ from typing import Any
 
 import torch
 
+from tunelab.config.resolved import Config
 from tunelab.errors import UserError
-from tunelab.train import rl_losses as R
-from tunelab.train.pref_trainer import ReferenceTrainer
-from tunelab.train.reward_functions import call_reward_function, load_reward_functions, parse_names
-from tunelab.train.rl_rollout import RewardModelScorer, completion_logps, generation_config, sample
+from tunelab.train.collators import PromptCollator, prompt_collator
+from tunelab.train.data_prep import PreparedData
+from tunelab.train.losses import rl as R
+from tunelab.train.rl.checks import check_rl_common
+from tunelab.train.rl.reward_functions import call_reward_function, load_reward_functions, parse_names
+from tunelab.train.rl.rollout import RewardModelScorer, completion_logps, generation_config, sample
+from tunelab.train.trainers.reference import ReferenceTrainer
 
 logger = logging.getLogger("tunelab.train")
 
-
-def check_rl_common(config: Any) -> None:
-    """Checks ppo and grpo share, before weights load."""
-    ft, gen = config.finetuning, config.generating
-    stage = ft.stage
-    if ft.precompute_ref_log_probs:
-        raise UserError(f"precompute_ref_log_probs does not apply to stage: {stage} (its completions are sampled "
-                        "during training); remove it.")
-    if ft.ref_model_adapters and not ft.ref_model:
-        raise UserError("ref_model_adapters is set without ref_model; set ref_model too, or remove ref_model_adapters.")
-    if ft.max_completion_length is not None and ft.max_completion_length < 1:
-        raise UserError(f"max_completion_length must be at least 1 (got {ft.max_completion_length}).")
-    if ft.reward_model_type == "api" and ft.reward_model and not str(ft.reward_model).startswith(("http://", "https://")):
-        raise UserError(f"reward_model_type: api needs reward_model to be a URL (http://host:port), "
-                        f"got {ft.reward_model!r}.")
-    if ft.reward_model_adapters and ft.reward_model_type != "full":
-        raise UserError("reward_model_adapters applies to reward_model_type: full; with lora, reward_model itself is "
-                        "the reward adapter.")
-    if gen.do_sample and gen.temperature <= 0:
-        raise UserError(f"stage: {stage} samples completions: temperature must be > 0 (got {gen.temperature}).")
-    if config.model.infer_backend != "huggingface":
-        logger.warning("stage: %s generates with the huggingface engine (infer_backend: %s is not used for training "
-                       "rollouts yet)", stage, config.model.infer_backend)
+NAMES = ("grpo",)  # the stage-table rows this room serves
 
 
-def check_grpo_config(config: Any) -> None:
+def make_collator(prepared: PreparedData, tokenizer: Any, model: Any, config: Config) -> PromptCollator:
+    """Prompts, left-padded so generation continues every row at the same column."""
+    return prompt_collator(tokenizer)
+
+
+def check_config(config: Config) -> None:
     """GRPO's own refusals (exit code 2), run before any weights load; reward functions are resolved here."""
     ft = config.finetuning
     check_rl_common(config)
@@ -75,7 +62,7 @@ def check_grpo_config(config: Any) -> None:
     reward_weights(config)
 
 
-def reward_weights(config: Any) -> list[float]:
+def reward_weights(config: Config) -> list[float]:
     """One weight per reward (reward_funcs in order, then reward_model); all 1 unless `reward_weights` says."""
     ft = config.finetuning
     count = len(parse_names(ft.reward_funcs)) + (1 if ft.reward_model else 0)
@@ -96,7 +83,7 @@ class GRPOTrainer(ReferenceTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         config = kwargs["config"]
-        check_grpo_config(config)
+        check_config(config)
         self.beta = config.finetuning.grpo_beta
         super().__init__(*args, **kwargs)
         from tunelab.data.encode import stop_token_ids
@@ -171,3 +158,6 @@ class GRPOTrainer(ReferenceTrainer):
             "response_length": rollout.lengths().mean(), **reward_means,
         })
         return (loss, {"rewards": rewards}) if return_outputs else loss
+
+
+Trainer = GRPOTrainer

@@ -26,7 +26,7 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
 
 def resolve_resume(output_dir: str, resume_from_checkpoint: str | None, overwrite_output_dir: bool) -> str | None:
     """The checkpoint to resume from, or None for a fresh run; refuses to pick for the user."""
-    from tunelab.train.atomic_checkpoint import discard_staging
+    from tunelab.train.run.atomic_publish import discard_staging
 
     out = Path(output_dir)
     discard_staging(out)

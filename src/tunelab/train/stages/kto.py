@@ -10,17 +10,88 @@ padding-free one, whose examples and mismatched sequences are packed apart).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from tunelab.config.resolved import Config
+from tunelab.data.batching import SEQUENCE_INDEX_KEY, TOKEN_COUNT_KEY, pack_sequences, pad_right
+from tunelab.data.labels import IGNORE_INDEX
 from tunelab.errors import UserError
-from tunelab.train import losses as L
-from tunelab.train.logprobs import SEQUENCE_INDEX_KEY, is_padding_free, sequence_logps, sequence_token_logps
-from tunelab.train.pair_collators import KL_PREFIX
-from tunelab.train.pref_trainer import ReferenceTrainer
+from tunelab.train.collators import add_reference_values, pair_layout
+from tunelab.train.data_prep import PreparedData
+from tunelab.train.losses import preference as L
+from tunelab.train.losses.logprobs import is_padding_free, sequence_logps, sequence_token_logps
+from tunelab.train.trainers.reference import ReferenceTrainer, check_preference_config
 
 logger = logging.getLogger("tunelab.train")
+
+NAMES = ("kto",)  # the stage-table rows this room serves
+
+
+def split_prompt_response(ids: list[int], labels: list[int]) -> tuple[list[int], list[int]]:
+    """The prompt (everything before the first trained token) and the trained response tokens."""
+    start = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
+    return list(ids[:start]), [label for label in labels[start:] if label != IGNORE_INDEX]
+
+
+def mismatched_rows(features: list[dict[str, Any]], cutoff_len: int) -> list[tuple[list[int], list[int]]]:
+    """KL rows (x_i, y_{i-1}): each prompt with the previous example's response, as in the KTO paper
+    (the same responses as the batch, paired with other prompts), cut to `cutoff_len`."""
+    parts = [split_prompt_response(list(f["input_ids"]), list(f["labels"])) for f in features]
+    rows = []
+    for index, (prompt, _) in enumerate(parts):
+        response = parts[index - 1][1]  # index 0 takes the last example's response
+        ids = (prompt + response)[:cutoff_len]
+        rows.append((ids, ([IGNORE_INDEX] * len(prompt) + response)[:cutoff_len]))
+    return rows
+
+
+KL_PREFIX = "kl_"  # a padding-free kto batch: the KL sequences' own packed rows, under these keys
+
+
+@dataclass
+class KTOCollator:
+    """Sequences [0, B) are the examples, [B, 2B) their mismatched KL sequences; `kto_tags` says which are
+    desirable.
+
+    Padded: rows [0, B) and [B, 2B) of one padded batch. Padding-free: the examples packed under the
+    usual keys and the KL sequences packed apart under `kl_`-prefixed keys (the policy scores the
+    examples with gradients and the KL sequences without, so they go through it separately).
+    """
+
+    pad_token_id: int
+    cutoff_len: int
+    pad_to_multiple_of: int | None = None
+    padding_free: bool = False
+    varlen_attention: bool = False
+    mask_dtype: Any = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        rows = [(list(f["input_ids"]), list(f["labels"])) for f in features]
+        kl_rows = mismatched_rows(features, self.cutoff_len)
+        if self.padding_free:
+            batch = pack_sequences(rows, self.pad_token_id, self.varlen_attention, self.mask_dtype)
+            kl = pack_sequences(kl_rows, self.pad_token_id, self.varlen_attention, self.mask_dtype)
+            kl.pop(TOKEN_COUNT_KEY)
+            batch.update({KL_PREFIX + key: value for key, value in kl.items()})
+            batch["kto_tags"] = torch.tensor([bool(f["kto_tag"]) for f in features], dtype=torch.bool)
+            add_reference_values(features, batch)
+            return batch
+        batch = pad_right(rows + kl_rows, self.pad_token_id, self.pad_to_multiple_of)
+        batch["kto_tags"] = torch.tensor([bool(f["kto_tag"]) for f in features], dtype=torch.bool)
+        batch[TOKEN_COUNT_KEY] = batch["attention_mask"][: len(features)].sum()
+        add_reference_values(features, batch)
+        return batch
+
+
+def make_collator(prepared: PreparedData, tokenizer: Any, model: Any, config: Config) -> KTOCollator:
+    """Examples and their mismatched KL sequences, padding-free unless `padding_free: false`."""
+    return KTOCollator(cutoff_len=int(config.data.cutoff_len), **pair_layout(tokenizer, model, config))
+
 
 MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "labels", SEQUENCE_INDEX_KEY)
 
@@ -56,10 +127,8 @@ KTO_PRECOMPUTE_REFUSED = (
 )
 
 
-def check_kto_config(config: Any) -> None:
+def check_config(config: Config) -> None:
     """KTO's own refusals plus the shared preference checks, run before any weights load."""
-    from tunelab.train.pref_trainer import check_preference_config
-
     check_preference_config(config)
     if config.finetuning.precompute_ref_log_probs:
         raise UserError(KTO_PRECOMPUTE_REFUSED)
@@ -117,3 +186,6 @@ class KTOTrainer(ReferenceTrainer):
             parts["rewards/margins"] = rewards[tags].mean() - rewards[~tags].mean()
         self.record(model, parts)
         return (loss, {"rewards": rewards}) if return_outputs else loss
+
+
+Trainer = KTOTrainer

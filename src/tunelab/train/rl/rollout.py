@@ -18,9 +18,11 @@ from typing import Any
 
 import torch
 
+from tunelab.config.resolved import Config
+from tunelab.data.batching import pad_right
+from tunelab.data.labels import IGNORE_INDEX
 from tunelab.errors import UserError
-from tunelab.train.logprobs import (
-    IGNORE_INDEX,
+from tunelab.train.losses.logprobs import (
     forward_hidden,
     logit_transform,
     token_logps_from_hidden,
@@ -137,17 +139,7 @@ def completion_logps(model: Any, rollout: Rollout) -> tuple[Tensor, Tensor]:
     return logps[:, rollout.prompt_length - 1:], hidden
 
 
-def right_padded(rows: list[list[int]], pad_token_id: int, device: Any) -> dict[str, Tensor]:
-    longest = max(len(r) for r in rows)
-    ids = torch.full((len(rows), longest), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), longest), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-
-
-def generation_config(config: Any, tokenizer: Any, stop_ids: list[int]) -> Any:
+def generation_config(config: Config, tokenizer: Any, stop_ids: list[int]) -> Any:
     """The generating arguments (temperature, top_p, top_k, do_sample), `max_completion_length` long."""
     from transformers import GenerationConfig
 
@@ -176,7 +168,7 @@ class RewardModelScorer:
     itself or mid-answer.
     """
 
-    def __init__(self, config: Any, tokenizer: Any, device: Any) -> None:
+    def __init__(self, config: Config, tokenizer: Any, device: Any) -> None:
         from tunelab.data.encode import stop_token_ids
         from tunelab.data.templates import get_template
 
@@ -196,7 +188,7 @@ class RewardModelScorer:
         self.model, self.head = self._load(config, tokenizer, device)
 
     @staticmethod
-    def _load(config: Any, tokenizer: Any, device: Any) -> tuple[Any, Any]:
+    def _load(config: Config, tokenizer: Any, device: Any) -> tuple[Any, Any]:
         import dataclasses
 
         from tunelab.model.load import load_model, resolve_model_path, torch_dtype_for
@@ -241,7 +233,8 @@ class RewardModelScorer:
             return self._score_api(rows)
         from tunelab.model.value_head import sequence_rewards
 
-        batch = right_padded(rows, self.pad, self.device)
+        padded = pad_right([(row, None) for row in rows], self.pad)
+        batch = {key: padded[key].to(self.device) for key in ("input_ids", "attention_mask")}
         return sequence_rewards(self.model, self.head, batch).float()
 
     def _score_api(self, rows: list[list[int]]) -> Tensor:

@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
-IGNORE_INDEX = -100
+from tunelab.data.batching import SEQUENCE_INDEX_KEY
+from tunelab.data.labels import IGNORE_INDEX
+
 DEFAULT_CHUNK_TOKENS = 1024
 Tensor = torch.Tensor
 
@@ -119,12 +121,10 @@ def sequence_logps(token_logps: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 # -- padding-free batches of several sequences (rm, dpo, kto) --------------------------------------------
 #
-# A padding-free batch packs its sequences into rows (see `pair_collators.pack_sequences`) and carries
+# A padding-free batch packs its sequences into rows (see `data/batching.pack_sequences`) and carries
 # `sequence_index` [rows, T]: the index of the sequence each token belongs to (-1 on padding). The
 # functions below turn per-row outputs back into per-sequence ones laid out exactly as a padded batch
 # of those sequences would give them, so the losses never see the difference.
-
-SEQUENCE_INDEX_KEY = "sequence_index"
 
 
 def is_padding_free(batch: dict[str, Any]) -> bool:

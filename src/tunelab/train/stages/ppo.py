@@ -29,16 +29,18 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
+from tunelab.config.resolved import Config
 from tunelab.errors import UserError
 from tunelab.model.value_head import (
     ATTRIBUTE,
     attach_value_head,
     detach_value_head,
 )
-from tunelab.train import rl_losses as R
-from tunelab.train.grpo_trainer import check_rl_common
-from tunelab.train.pref_trainer import ReferenceTrainer
-from tunelab.train.rl_rollout import (
+from tunelab.train.collators import PromptCollator, prompt_collator
+from tunelab.train.data_prep import PreparedData
+from tunelab.train.losses import rl as R
+from tunelab.train.rl.checks import check_rl_common
+from tunelab.train.rl.rollout import (
     RewardModelScorer,
     Rollout,
     RunningMoments,
@@ -46,9 +48,17 @@ from tunelab.train.rl_rollout import (
     generation_config,
     sample,
 )
-from tunelab.train.value_head_checkpoints import ValueHeadCheckpointMixin
+from tunelab.train.run.value_head_state import ValueHeadCheckpointMixin
+from tunelab.train.trainers.reference import ReferenceTrainer
 
 logger = logging.getLogger("tunelab.train")
+
+NAMES = ("ppo",)  # the stage-table rows this room serves
+
+
+def make_collator(prepared: PreparedData, tokenizer: Any, model: Any, config: Config) -> PromptCollator:
+    """Prompts, left-padded so generation continues every row at the same column."""
+    return prompt_collator(tokenizer)
 
 CLIP_RANGE = 0.2  # ε of the policy ratio (PPO paper; trl and the anchor)
 CLIP_RANGE_VALUE = 0.2
@@ -59,7 +69,7 @@ GAMMA, LAMBDA = 1.0, 0.95
 STATE_FILE = "ppo_state.json"
 
 
-def check_ppo_config(config: Any) -> None:
+def check_config(config: Config) -> None:
     """PPO's own refusals (exit code 2), before any weights load."""
     ft = config.finetuning
     check_rl_common(config)
@@ -114,7 +124,7 @@ class PPOTrainer(ValueHeadCheckpointMixin, ReferenceTrainer):
 
     def __init__(self, *args: Any, model: Any = None, **kwargs: Any) -> None:
         config = kwargs["config"]
-        check_ppo_config(config)
+        check_config(config)
         attach_value_head(model)  # before the Trainer builds its optimizer (and before a frozen reference copy)
         super().__init__(*args, model=model, **kwargs)
         from tunelab.data.encode import stop_token_ids
@@ -222,3 +232,6 @@ class PPOTrainer(ValueHeadCheckpointMixin, ReferenceTrainer):
             self.kl_ctl.value = float(state["kl_coef"])
             self.score_moments.mean, self.score_moments.var = float(state["score_mean"]), float(state["score_var"])
             self.score_moments.count = int(state["score_count"])
+
+
+Trainer = PPOTrainer

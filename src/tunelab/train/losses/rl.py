@@ -24,10 +24,6 @@ import torch
 Tensor = torch.Tensor
 
 
-def masked_sum(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
-    return (values * mask).sum() if dim is None else (values * mask).sum(dim)
-
-
 def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     """Mean over the masked-in entries (all of them, or along `dim`); 0 where nothing is masked in."""
     mask = mask.to(values.dtype)

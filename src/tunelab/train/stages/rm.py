@@ -11,17 +11,36 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tunelab.config.resolved import Config
 from tunelab.model.value_head import (
     ATTRIBUTE,
     attach_value_head,
     sequence_rewards,
 )
-from tunelab.train.logprobs import check_packed_attention, forward_hidden, is_padding_free, last_token_states
-from tunelab.train.losses import pairwise_reward_loss
-from tunelab.train.pref_trainer import MetricsTrainer
-from tunelab.train.value_head_checkpoints import ValueHeadCheckpointMixin
+from tunelab.train.collators import PairCollator, pair_layout
+from tunelab.train.data_prep import PreparedData
+from tunelab.train.losses.logprobs import (
+    check_packed_attention,
+    forward_hidden,
+    is_padding_free,
+    last_token_states,
+)
+from tunelab.train.losses.preference import pairwise_reward_loss
+from tunelab.train.run.value_head_state import ValueHeadCheckpointMixin
+from tunelab.train.trainers.metrics import MetricsTrainer
 
 logger = logging.getLogger("tunelab.train")
+
+NAMES = ("rm",)  # the stage-table rows this room serves
+
+
+def check_config(config: Config) -> None:
+    """rm has no keys of its own to check beyond what config/validate.py checks."""
+
+
+def make_collator(prepared: PreparedData, tokenizer: Any, model: Any, config: Config) -> PairCollator:
+    """Chosen then rejected sequences in one batch, padding-free unless `padding_free: false`."""
+    return PairCollator(**pair_layout(tokenizer, model, config))
 
 
 def pair_rewards(model: Any, head: Any, batch: dict[str, Any]) -> Any:
@@ -55,3 +74,6 @@ class RewardTrainer(ValueHeadCheckpointMixin, MetricsTrainer):
             "rewards/margins": chosen - rejected,
         })
         return (loss, {"chosen_rewards": chosen, "rejected_rewards": rejected}) if return_outputs else loss
+
+
+Trainer = RewardTrainer

@@ -12,25 +12,26 @@ from typing import Any
 
 from transformers import Seq2SeqTrainer
 
-logger = logging.getLogger("tunelab.train")
+from tunelab.config.resolved import Config
+from tunelab.data.batching import TOKEN_COUNT_KEY
+from tunelab.train.run.atomic_publish import publish, save_failed, staging_root
+from tunelab.train.run.resume import list_checkpoints
 
-TOKEN_COUNT_KEY = "num_tokens"
+logger = logging.getLogger("tunelab.train")
 
 
 class TunelabTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer plus token accounting and LoRA+; stages subclass it for their loss."""
 
-    def __init__(self, *args: Any, config: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, config: Config | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.config = config  # the resolved tunelab Config: stages read their own keys from it
         self.loraplus_lr_ratio = config.finetuning.loraplus_lr_ratio if config is not None else None
         self.loraplus_lr_embedding = config.finetuning.loraplus_lr_embedding if config is not None else 1e-6
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        """Write the checkpoint into a staging folder, then rename it into place (see atomic_checkpoint)."""
+        """Write the checkpoint into a staging folder, then rename it into place (see run/atomic_publish.py)."""
         from transformers.trainer import rotate_checkpoints
-
-        from tunelab.train.atomic_checkpoint import publish, save_failed, staging_root
 
         run_dir = self._get_output_dir(trial=trial)
         name = f"checkpoint-{self.state.global_step}"
@@ -107,7 +108,5 @@ class TunelabTrainer(Seq2SeqTrainer):
 
 
 def _latest_checkpoint(run_dir: str) -> str | None:
-    from tunelab.train.checkpoints import list_checkpoints
-
     found = list_checkpoints(Path(run_dir))
     return str(found[-1]) if found else None

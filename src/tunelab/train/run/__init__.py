@@ -1,0 +1,1 @@
+"""Run plumbing every stage shares: resume and atomic checkpoints, callbacks, and what a run leaves behind."""
