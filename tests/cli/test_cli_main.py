@@ -85,16 +85,13 @@ def test_help_and_version_import_nothing_heavy():
     assert "HEAVY []" in out
 
 
-def test_every_subcommand_is_built_or_says_so(capsys, monkeypatch):
-    from tunelab.cli import main as cli_main
+def test_every_subcommand_is_built():
+    import importlib
 
-    assert [c.name for c in SUBCOMMANDS if c.module is None] == ["version"]
-    # a command without a module (none today) answers in one line with exit 2
-    placeholder = cli_main.Subcommand("later", "not yet", None, "future")
-    monkeypatch.setattr(cli_main, "SUBCOMMANDS", (*SUBCOMMANDS, placeholder))
-    assert cli_main.main(["later", "cfg.yaml"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == "tunelab later: not available yet (the future work is not done)."
+    assert [c.name for c in SUBCOMMANDS if c.module is None] == ["version"]  # answered by main() itself
+    for command in SUBCOMMANDS:
+        if command.module is not None:
+            assert callable(importlib.import_module(command.module).main), command.name
 
 
 def test_unknown_command_suggests(capsys):

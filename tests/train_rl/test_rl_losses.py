@@ -1,4 +1,4 @@
-"""rl_losses against direct, loop-by-loop implementations of the papers' formulas on random inputs."""
+"""losses/rl.py against direct, loop-by-loop implementations of the papers' formulas on random inputs."""
 
 from __future__ import annotations
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tunelab.cli.options import pop_option
+
+if TYPE_CHECKING:  # the CLI imports its command modules lazily; a type needs no import at run time
+    from tunelab.config.resolved import Config
 
 USAGE = """usage: tunelab score CONFIG.yaml [key=value ...] --prompt TEXT --response TEXT [--system TEXT]
 
@@ -18,7 +21,7 @@ token, is printed."""
 class RewardModel:
     """A causal LM (with its adapters) plus the value head found next to them, ready to score."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Config) -> None:
         from tunelab.data.templates import get_template
         from tunelab.errors import UserError
         from tunelab.infer.loader import inference_dtype

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 class Subcommand:
     name: str
     summary: str
-    module: str | None  # None: not built yet, see `issue`
-    issue: str = ""
+    module: str | None  # None: answered by `main` itself (version), without importing anything
 
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
@@ -72,15 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" Did you mean `tunelab {close[0]}`?" if close else ""
         print(f"tunelab: unknown command '{name}'.{hint} Run `tunelab --help` for the list.", file=sys.stderr)
         return 2
-    if command.module is None:
-        print(f"tunelab {name}: not available yet (the {command.issue} work is not done).", file=sys.stderr)
-        return 2
     from tunelab.errors import UserError
     from tunelab.utils.logging import setup_logging
 
     setup_logging()
     try:
-        module = importlib.import_module(command.module)
+        module = importlib.import_module(str(command.module))
         return int(module.main(rest) or 0)
     except UserError as error:
         print(f"tunelab {name}: error: {error.message}", file=sys.stderr)

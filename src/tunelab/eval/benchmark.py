@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunelab.config.resolved import Config
 from tunelab.errors import UserError
 from tunelab.eval.accuracy import Scores, SubjectResult, aggregate, format_table, save_results
 from tunelab.eval.fewshot_template import encode_messages
@@ -81,7 +82,7 @@ def evaluate_task(task: TaskSource, model: Any, tokenizer: Any, template: Any, s
     return BenchmarkRun(results, aggregate(results))
 
 
-def run_benchmark(config: Any) -> BenchmarkRun:
+def run_benchmark(config: Config) -> BenchmarkRun:
     """`tunelab eval` with `task` set: load the task and the model, evaluate, print and save."""
     import transformers
 

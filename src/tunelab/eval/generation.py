@@ -55,7 +55,7 @@ def generate_hf(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], *,
     return texts
 
 
-def generate_vllm(config: Any, model_path: str, prompts: Sequence[Sequence[int]], tokenizer: Any,
+def generate_vllm(config: Config, model_path: str, prompts: Sequence[Sequence[int]], tokenizer: Any,
                   stop_ids: list[int]) -> list[str]:
     """The same continuations through vLLM (one engine, all prompts at once; LoRA served unmerged)."""
     require_package("vllm", "infer_backend: vllm", extra="vllm")
@@ -88,7 +88,7 @@ def generate_vllm(config: Any, model_path: str, prompts: Sequence[Sequence[int]]
     return [o.outputs[0].text.strip() for o in outputs]
 
 
-def output_dir_of(config: Any) -> Path:
+def output_dir_of(config: Config) -> Path:
     """save_dir, else the training output_dir; generation results always land in a named folder."""
     folder = config.evaluation.save_dir or config.training_values.get("output_dir")
     if not folder:
@@ -96,7 +96,7 @@ def output_dir_of(config: Any) -> Path:
     return Path(folder)
 
 
-def load_eval_examples(config: Any) -> list[Any]:
+def load_eval_examples(config: Config) -> list[Any]:
     """`eval_dataset` when set, else every example of `dataset` (max_samples applies)."""
     from tunelab.data.loader import load_examples
 
@@ -117,7 +117,7 @@ def write_predictions(path: Path, prompts: Sequence[str], predictions: Sequence[
             handle.write(json.dumps({"prompt": prompt, "predict": predict, "label": label}, ensure_ascii=False) + "\n")
 
 
-def run_generation_eval(config: Any) -> dict[str, float]:
+def run_generation_eval(config: Config) -> dict[str, float]:
     """Generate, score, measure perplexity; write the predictions file and the metrics JSON."""
     import transformers
 

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from tunelab.config.resolved import Config
 from tunelab.errors import UserError, require_package
 
 logger = logging.getLogger("tunelab.eval")
@@ -27,7 +28,7 @@ def parse_tasks(text: str) -> list[str]:
     return tasks
 
 
-def harness_model_args(config: Any, model_path: str) -> dict[str, Any]:
+def harness_model_args(config: Config, model_path: str) -> dict[str, Any]:
     """The `hf` model arguments of lm_eval for this config: pretrained, peft, dtype, trust_remote_code."""
     margs = config.model
     args: dict[str, Any] = {"pretrained": model_path, "trust_remote_code": bool(margs.trust_remote_code)}
@@ -49,7 +50,7 @@ def harness_model_args(config: Any, model_path: str) -> dict[str, Any]:
     return args
 
 
-def results_dir(config: Any, model_path: str) -> Path:
+def results_dir(config: Config, model_path: str) -> Path:
     """save_dir; else the adapter folder (the run of a LoRA training); else a local model folder."""
     if config.evaluation.save_dir:
         return Path(config.evaluation.save_dir)
@@ -61,7 +62,7 @@ def results_dir(config: Any, model_path: str) -> Path:
     raise UserError("save_dir is not set and the model is not a local folder: set save_dir for the harness results.")
 
 
-def run_harness(config: Any, tasks: list[str]) -> dict[str, Any]:
+def run_harness(config: Config, tasks: list[str]) -> dict[str, Any]:
     """Run the harness tasks; print its table; write harness_results.json beside the run."""
     require_package("lm_eval", "tunelab eval --harness", package="lm-eval")
     import lm_eval

@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from tunelab.config.resolved import Config
+
 logger = logging.getLogger("tunelab.eval")
 
 
@@ -23,7 +25,7 @@ class EvalModel:
     model_path: str
 
 
-def load_tokenizer_and_template(config: Any) -> tuple[Any, Any, str]:
+def load_tokenizer_and_template(config: Config) -> tuple[Any, Any, str]:
     """Tokenizer and template only: enough to build prompts (and to fail early on a bad template)."""
     from tunelab.data.templates import get_template
     from tunelab.eval.fewshot_template import FewshotTemplate, wants_builtin_fewshot
@@ -38,7 +40,7 @@ def load_tokenizer_and_template(config: Any) -> tuple[Any, Any, str]:
     return tokenizer, template, path
 
 
-def load_eval_model(config: Any) -> EvalModel:
+def load_eval_model(config: Config) -> EvalModel:
     """Base model plus adapters, frozen, in eval mode, on the GPU when there is one."""
     import torch
 

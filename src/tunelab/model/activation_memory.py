@@ -1,6 +1,9 @@
-"""When activation (gradient) checkpointing is turned on if the user did not say.
+"""Activation memory: when activation recomputation ("gradient checkpointing") is turned on if the user did not say.
 
-Checkpointing costs about a third more compute per step (every layer's forward runs twice), so it
+(Not to be confused with saved checkpoints, `train/run/resume.py`: here nothing is written to disk;
+the activations of a layer are dropped after its forward pass and recomputed for backward.)
+
+Recomputation costs about a third more compute per step (every layer's forward runs twice), so it
 should be on only when the activations would not fit. The anchor turns it on always; tunelab
 estimates the activation memory of one step and turns it on when that would take more than half of
 the memory left once the weights, gradients and optimizer states are in place:

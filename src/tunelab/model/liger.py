@@ -5,7 +5,7 @@ left unset means "on when it can run" (CUDA present and liger-kernel installed);
 is required, so a missing package is an error rather than a silent slow run; on a machine without
 CUDA an explicit true is logged and the pure-PyTorch equivalents run instead (same results).
 The loss itself is not patched into the model's forward: tunelab's trainer computes it (see
-`train/fused_loss.py`, which calls liger's fused linear cross-entropy when this resolves to on).
+`train/losses/lm.py`, which calls liger's fused linear cross-entropy when this resolves to on).
 """
 
 from __future__ import annotations

@@ -50,16 +50,16 @@ def test_training_logs_the_rule_and_an_explicit_choice_wins(tiny_qwen, tmp_path,
 def test_weights_still_on_the_host_count_against_the_gpu(monkeypatch):
     import torch
 
-    from tunelab.model import activation_memory as checkpointing_rule
+    from tunelab.model import activation_memory
 
     model = torch.nn.Linear(1024, 1024)  # 4 MiB of float32 weights, on the CPU
     model.config = QWEN2_1_5B
     model.device = torch.device("cpu")
     model.dtype = torch.bfloat16
-    monkeypatch.setattr(checkpointing_rule, "free_memory_bytes", lambda cuda: 64 * 2**20)
-    on_gpu = checkpointing_rule.choose_checkpointing(model, batch_size=1, cutoff_len=1, full_weights_train=False,
+    monkeypatch.setattr(activation_memory, "free_memory_bytes", lambda cuda: 64 * 2**20)
+    on_gpu = activation_memory.choose_checkpointing(model, batch_size=1, cutoff_len=1, full_weights_train=False,
                                                      device_is_cuda=True)
-    on_host = checkpointing_rule.choose_checkpointing(model, batch_size=1, cutoff_len=1, full_weights_train=False,
+    on_host = activation_memory.choose_checkpointing(model, batch_size=1, cutoff_len=1, full_weights_train=False,
                                                       device_is_cuda=False)
     assert on_host.free_bytes == 64 * 2**20
     assert on_gpu.free_bytes == 64 * 2**20 - (1024 * 1024 + 1024) * 4
