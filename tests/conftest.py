@@ -44,6 +44,14 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen"), family="qwen2", spec=spec)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_once() -> None:
+    """Each test is a new run: what tunelab logs once per run (tunelab.utils.logging.log_once) is logged again."""
+    from tunelab.utils.logging import reset_log_once
+
+    reset_log_once()
+
+
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """Tiny models run several times faster on one intra-op thread than on two contended ones

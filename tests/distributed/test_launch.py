@@ -107,11 +107,11 @@ def clean_env(monkeypatch):
     monkeypatch.setattr(launch, "visible_gpu_count", lambda: 0)
 
 
-def test_train_command_strips_the_flags_and_returns_torchruns_exit_code(clean_env, monkeypatch, tmp_path):
+def test_train_command_strips_the_flags_and_returns_torchruns_exit_code(clean_env, monkeypatch, tmp_path, tiny_qwen):
     seen: list[list[str]] = []
     monkeypatch.setattr(launch, "run_command", lambda command: seen.append(command) or 7)
     monkeypatch.setenv("MASTER_PORT", "4321")
-    argv = ["--stage", "sft", "--do_train", "true", "--model_name_or_path", "m", "--dataset", "identity",
+    argv = ["--stage", "sft", "--do_train", "true", "--model_name_or_path", str(tiny_qwen), "--dataset", "identity",
             "--output_dir", str(tmp_path), "--nproc_per_node", "2"]
     assert cmd_train.main(argv) == 7
     (command,) = seen
@@ -124,6 +124,20 @@ def test_a_config_error_stops_before_torchrun_starts(clean_env, monkeypatch):
     monkeypatch.setenv("FORCE_TORCHRUN", "1")
     with pytest.raises(UserError, match="unknown key 'learning_rat'"):
         cmd_train.main(["--stage", "sft", "--learning_rat", "1", "--nproc_per_node", "2"])
+
+
+def test_every_problem_tunelab_check_finds_stops_before_torchrun(clean_env, monkeypatch, tmp_path):
+    """Checked once in the launching process, as `tunelab check` checks (not once per rank)."""
+    from tunelab.cli.cmd_check import find_all_problems
+    from tunelab.config.parser import parse_config
+
+    monkeypatch.setattr(launch, "run_command", lambda command: pytest.fail("torchrun must not start"))
+    argv = ["--stage", "sft", "--do_train", "true", "--model_name_or_path", str(tmp_path / "missing"),
+            "--dataset", "identiti", "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(UserError) as caught:
+        cmd_train.main([*argv, "--nproc_per_node", "2"])
+    assert caught.value.problems == find_all_problems(parse_config(argv), for_training=True, rows=False)
+    assert len(caught.value.problems) == 2
 
 
 def test_inside_a_worker_the_flags_are_ignored_with_a_warning(clean_env, monkeypatch, caplog):

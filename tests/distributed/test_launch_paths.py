@@ -52,11 +52,25 @@ def test_accelerate_launch_by_hand(tiny_qwen, tmp_path, one_process_first_loss):
     assert (done.stdout + done.stderr).count("training finished") == 1
 
 
-def test_a_fatal_error_names_each_rank_and_fails_the_launch(tiny_qwen, tmp_path):
+def test_a_config_mistake_fails_once_before_the_launch(tiny_qwen, tmp_path):
     args = train_args(tiny_qwen, tmp_path / "out", dataset="no_such_data")
+    done = run(tunelab("train", *args, "--nproc_per_node=2"), run_env(tmp_path, FORCE_TORCHRUN="1"), tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("unknown data set 'no_such_data'") == 1 and "launching" not in done.stderr
+    assert "tunelab.errors.UserError" not in done.stderr  # a user's mistake is a message, not a traceback
+
+
+def test_a_fatal_error_in_the_ranks_names_each_rank_and_fails_the_launch(tiny_qwen, tmp_path):
+    """Rows are read by the ranks (not before the launch): a bad row fails every rank, each named."""
+    import json
+
+    (tmp_path / "bad.json").write_text(json.dumps([{"instruction": 5, "output": "x"}]))
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"bad": {"file_name": "bad.json"}}))
+    args = train_args(tiny_qwen, tmp_path / "out", dataset="bad", dataset_dir=tmp_path)
     done = run(tunelab("train", *args, "--nproc_per_node=2"), run_env(tmp_path, FORCE_TORCHRUN="1"), tmp_path)
     assert done.returncode == 1
     for rank in (0, 1):
-        assert f"tunelab train: error: [rank {rank}/2] unknown data set 'no_such_data'" in done.stderr
+        assert f"tunelab train: error: [rank {rank}/2] " in done.stderr
+    assert "bad.json:1: instruction" in done.stderr
     assert "torchrun exited with code 1" in done.stderr
     assert "tunelab.errors.UserError" not in done.stderr  # a user's mistake is a message, not a traceback

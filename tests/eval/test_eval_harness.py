@@ -30,7 +30,7 @@ def test_without_lm_eval_the_message_names_the_package(tiny_model_dir: Path, mon
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else real(name, *a))
-    with pytest.raises(MissingPackageError, match="needs the package 'lm-eval'.*pip install lm-eval"):
+    with pytest.raises(MissingPackageError, match=r"needs the package 'lm-eval'.*pip install \"tunelab\[eval-harness\]\""):
         main([f"model_name_or_path={tiny_model_dir}", "--harness", "arc_easy"])
 
 

@@ -11,9 +11,9 @@ import torch
 from tunelab.cli.main import main
 from tunelab.config.parser import parse_config
 from tunelab.errors import UserError
-from tunelab.train.trainers.base import TunelabTrainer
-from tunelab.train.stages.lm import CausalLMTrainer
 from tunelab.train.recipe import run_training
+from tunelab.train.stages.lm import CausalLMTrainer
+from tunelab.train.trainers.base import TunelabTrainer
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -97,7 +97,7 @@ def test_unwritable_output_dir_is_refused_before_loading(tiny_qwen, tmp_path, ca
 def test_output_dir_that_is_a_file_is_refused(tiny_qwen, tmp_path, capsys):
     (tmp_path / "taken").write_text("a file, not a folder")
     assert main(["train", *args(tiny_qwen, tmp_path / "taken")]) == 2
-    assert f"output_dir {tmp_path / 'taken'} is not writable" in capsys.readouterr().err
+    assert f"'{tmp_path / 'taken'}' is a file; choose a folder for the run's checkpoints and logs." in capsys.readouterr().err
 
 
 def test_too_little_disk_space_is_refused(tiny_qwen, tmp_path, monkeypatch, capsys):

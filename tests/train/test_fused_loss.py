@@ -120,9 +120,8 @@ def test_lm_trainer_steps_equal_the_stock_trainer(tiny_qwen, tmp_path, accumulat
     from transformers import AutoModelForCausalLM
 
     from tunelab.config.training_build import build_training_arguments
+    from tunelab.train.stages.lm import CausalLMTrainer, PaddingCollator
     from tunelab.train.trainers.base import TunelabTrainer
-    from tunelab.train.stages.lm import PaddingCollator
-    from tunelab.train.stages.lm import CausalLMTrainer
 
     g = torch.Generator().manual_seed(3)
     rows = []

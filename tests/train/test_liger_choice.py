@@ -22,7 +22,7 @@ def test_resolution(requested, cuda, installed, expected):
 
 
 def test_asked_for_but_not_installed_names_the_package():
-    with pytest.raises(MissingPackageError, match=r"enable_liger_kernel: true needs the package 'liger-kernel'.*tunelab\[gpu\]"):
+    with pytest.raises(MissingPackageError, match=r"enable_liger_kernel: true needs the package 'liger-kernel'.*tunelab\[liger\]"):
         resolve_liger(True, cuda_available=True, installed=False)
 
 

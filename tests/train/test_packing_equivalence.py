@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunelab.train.stages.lm import PackedCollator, PaddingCollator
 from tunelab.data.batching import pack_examples
+from tunelab.train.stages.lm import PackedCollator, PaddingCollator
 
 
 def examples(shapes=((9, 3), (14, 5), (6, 2))) -> list[dict[str, list[int]]]:
@@ -41,7 +41,7 @@ def test_packed_losses_and_gradients_equal_unpacked(tiny_qwen, attention):
 
     rows = pack_examples(data, cutoff_len=64)
     assert len(rows) == 1 and rows[0]["segment_lengths"] == [14, 9, 6]
-    batch = PackedCollator(pad_token_id=0, mask_dtype=torch.float32)(rows)
+    batch = PackedCollator(pad_token_id=0)(rows)
     assert batch["position_ids"][0].tolist() == list(range(14)) + list(range(9)) + list(range(6))
     model.zero_grad()
     packed = summed_loss(model, batch)
@@ -50,7 +50,7 @@ def test_packed_losses_and_gradients_equal_unpacked(tiny_qwen, attention):
     assert packed.item() == pytest.approx(unpacked.item(), rel=1e-5)
     with torch.no_grad():  # and example by example: split the packed row's token losses at the boundaries
         logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                       attention_mask=batch["attention_mask"]).logits[0, :-1]
+                       use_cache=False).logits[0, :-1]
         token_losses = torch.nn.functional.cross_entropy(logits, batch["labels"][0, 1:], ignore_index=-100,
                                                          reduction="none")
         by_length = {len(e["input_ids"]): e for e in data}
@@ -88,7 +88,7 @@ def test_padding_free_batch_equals_the_padded_batch(tiny_qwen, attention):
     expected.backward()
     expected_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
 
-    batch = PaddingFreeCollator(pad_token_id=0, mask_dtype=torch.float32)(data)
+    batch = PaddingFreeCollator(pad_token_id=0)(data)
     assert batch["input_ids"].shape == (3, 14) and padded["input_ids"].shape == (5, 14)
     assert batch["num_tokens"].item() == padded["num_tokens"].item() == 37
     assert (batch["labels"][:, 1:] != -100).sum() == (padded["labels"][:, 1:] != -100).sum()

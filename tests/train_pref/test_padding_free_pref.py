@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from tunelab.data.batching import SEQUENCE_INDEX_KEY
-from tunelab.train.losses.logprobs import sequence_token_logps
 from tunelab.train.collators import PairCollator
+from tunelab.train.losses.logprobs import sequence_token_logps
 from tunelab.train.stages.kto import KL_PREFIX, KTOCollator
 
 PROMPTS = ((3, 9, 5), (5, 14, 7), (2, 6, 4), (4, 5, 11))  # (prompt length, chosen length, rejected length)
@@ -56,7 +56,7 @@ def load(path, attention: str = "sdpa"):
 
 def both(collator_type, features, **kwargs) -> tuple[dict, dict]:
     padded = collator_type(pad_token_id=0, **kwargs)(features)
-    free = collator_type(pad_token_id=0, padding_free=True, mask_dtype=torch.float32, **kwargs)(features)
+    free = collator_type(pad_token_id=0, padding_free=True, **kwargs)(features)
     return padded, free
 
 
@@ -115,7 +115,8 @@ def test_padding_free_pair_batch_packs_every_sequence_in_order():
         assert free["position_ids"][row, columns].tolist() == list(range(length))
         assert free["labels"][row, columns].tolist() == [-100] + padded["labels"][sequence, 1:length].tolist()
     assert int((index >= 0).sum()) == sum(lengths)
-    assert free["attention_mask"].shape == (free["input_ids"].shape[0], 1, 14, 14)
+    # no mask: transformers derives each layer's mask from the restarting position ids (without a KV cache)
+    assert "attention_mask" not in free and free["use_cache"] is False
 
 
 def test_padding_free_with_varlen_attention_is_one_row_without_a_mask():
@@ -124,10 +125,25 @@ def test_padding_free_with_varlen_attention_is_one_row_without_a_mask():
     assert (free[SEQUENCE_INDEX_KEY] >= 0).all()
 
 
-def test_a_packed_row_without_a_mask_is_refused_without_flash_attention(model_path):
-    free = PairCollator(pad_token_id=0, padding_free=True, varlen_attention=True)(pair_features())
-    with pytest.raises(ValueError, match="needs flash-attention"):
-        sequence_token_logps(load(model_path), free)
+def test_pairs_are_padded_for_a_model_that_would_leak_across_packed_sequences(caplog):
+    """Qwen3.5's linear-attention layers carry a state along the row: its pair batches are padded, said once."""
+    import logging
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tunelab.train.collators import pair_layout
+
+    config = AutoConfig.for_model("qwen3_5_text", vocab_size=64, hidden_size=16, intermediate_size=32,
+                                  num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1, head_dim=8)
+    model = AutoModelForCausalLM.from_config(config)
+    run = SimpleNamespace(data=SimpleNamespace(padding_free=True))
+    with caplog.at_level(logging.WARNING, logger="tunelab.model"):
+        layout = pair_layout(SimpleNamespace(pad_token_id=0), model, run)
+    assert layout["padding_free"] is False
+    assert [r.getMessage().split(":")[1].strip() for r in caplog.records] == ["qwen3_5_text"]
+    batch = PairCollator(**layout)(pair_features())
+    assert SEQUENCE_INDEX_KEY not in batch and batch["input_ids"].shape[0] == 2 * len(pair_features())
 
 
 def test_padding_free_kto_batch_packs_examples_and_kl_sequences_apart():
@@ -137,7 +153,7 @@ def test_padding_free_kto_batch_packs_examples_and_kl_sequences_apart():
     assert int((free[SEQUENCE_INDEX_KEY] >= 0).sum()) == int(padded["attention_mask"][:count].sum())
     assert int((free[KL_PREFIX + SEQUENCE_INDEX_KEY] >= 0).sum()) == int(padded["attention_mask"][count:].sum())
     assert free["kto_tags"].tolist() == padded["kto_tags"].tolist()
-    assert KL_PREFIX + "attention_mask" in free and KL_PREFIX + "position_ids" in free
+    assert KL_PREFIX + "position_ids" in free and KL_PREFIX + "attention_mask" not in free
 
 
 # -- per-sequence log-probs ---------------------------------------------------------------------------

@@ -68,8 +68,8 @@ def test_lora_reference_and_full_copy_reference_agree(tiny_qwen, tmp_path, captu
     after training, the adapter-disabled model and the frozen copy still equal the initial model."""
     from transformers import AutoModelForCausalLM
 
-    from tunelab.train.losses.logprobs import forward_token_logps
     from tunelab.train.collators import PairCollator
+    from tunelab.train.losses.logprobs import forward_token_logps
 
     common = {"pref_ftx": 0.5, "max_steps": 2}
     lora = run_training(parse_config(pref_args(tiny_qwen, tmp_path / "lora", **common)))

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tunelab.data.labels import IGNORE_INDEX
+from tunelab.train.collators import PairCollator
 from tunelab.train.losses.logprobs import (
     forward_token_logps,
     sequence_logps,
     token_logps_from_hidden,
     token_logps_from_logits,
 )
-from tunelab.data.labels import IGNORE_INDEX
-from tunelab.train.collators import PairCollator
 from tunelab.train.stages.kto import KTOCollator
 
 

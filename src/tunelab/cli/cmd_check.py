@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from tunelab.config.parser import parse_config
+from tunelab.config.parser import read_config
+from tunelab.config.resolved import Config
+from tunelab.errors import raise_problems
 
 # Keys shown for each group even when left at their default: the ones a reader of a run wants to see.
 SHOWN_BY_DEFAULT: dict[str, tuple[str, ...]] = {
@@ -26,13 +28,17 @@ GROUP_TITLES = {
     "generating": "generating", "export": "export", "evaluation": "evaluation",
 }
 
-USAGE = """usage: tunelab check CONFIG.yaml [key=value ...] [--key value ...] [--all]
+USAGE = """usage: tunelab check CONFIG.yaml [key=value ...] [--key value ...] [--all] [--portable]
        tunelab check --keys
 
 Validate a configuration without loading any weights and print it resolved, grouped by section.
+It runs every check `tunelab train` runs before it loads anything (devices, packages, files, the
+model's config.json and tokenizer, the data registry) and lists every problem found, exit code 2.
 Keys you set are marked *, values tunelab derived are marked + with the reason.
-  --all    print every key of every section, defaults included
-  --keys   print every accepted key with its section, type and default"""
+  --all       print every key of every section, defaults included
+  --portable  skip the checks of this machine (devices, installed packages, the model folder), for a
+              config written for another machine
+  --keys      print every accepted key with its section, type and default"""
 
 
 def _show(value: Any) -> str:
@@ -41,13 +47,13 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def render_config(config: Any, *, show_all: bool = False) -> str:
+def render_config(config: Config, *, show_all: bool = False) -> str:
     from tunelab.config.groups import group_classes
 
     lines: list[str] = []
     for group in group_classes():
         values = config.group_values(group)
-        if group == "training":
+        if group == "training" and config._training is not None:  # None: transformers refused them, shown as given
             training = config.training
             values = {k: getattr(training, k) for k in config.training_values} | {
                 k: getattr(training, k) for k in SHOWN_BY_DEFAULT["training"]
@@ -80,51 +86,68 @@ def render_key_reference() -> str:
     return "\n".join(lines)
 
 
-def check_training_arguments(config: Any) -> None:
-    """Run transformers' own checks; a DeepSpeed config is checked as a JSON file (deepspeed need not be installed)."""
-    import json
-    from pathlib import Path
+def training_argument_problems(config: Config) -> list[str]:
+    """transformers' own checks of the TrainingArguments. The DeepSpeed file and the mixed precision are
+    checked by tunelab.preflight (deepspeed need not be installed here; bf16 / fp16 against this machine),
+    so transformers sees the values without them and they are put back."""
+    import os
 
     from tunelab.config.training_build import build_training_arguments
     from tunelab.errors import UserError
 
     values = dict(config.training_values)
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:  # a single process (or torchrun's parent): as train does
+        values.pop("ddp_backend", None)
     deepspeed = values.pop("deepspeed", None)
-    if isinstance(deepspeed, str):
-        path = Path(deepspeed)
-        if not path.is_file():
-            raise UserError(f"deepspeed: config file '{deepspeed}' does not exist.")
-        try:
-            json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise UserError(f"deepspeed: {deepspeed}:{error.lineno}: not valid JSON: {error.msg}") from None
-    # Mixed precision is checked against the hardware at train time; a config written for a GPU
-    # machine must still check here, so transformers sees it without bf16 / fp16 and they are put back.
-    precision = {k: values.pop(k) for k in ("bf16", "fp16") if k in values}
-    args = build_training_arguments(values)
+    precision = {k: values.pop(k) for k in ("bf16", "fp16", "bf16_full_eval", "fp16_full_eval") if k in values}
+    try:
+        args = build_training_arguments(values)
+    except UserError as error:
+        return [error.message]
     for key, value in precision.items():
         setattr(args, key, value)
     if deepspeed:
         args.deepspeed = deepspeed
     config._training = args
+    return []
 
 
-def check_template_and_data(config: Any) -> None:
-    """The template name must be known and every data set registered, still without loading weights."""
-    from tunelab.data.dataset_info import get_dataset_attrs, resolve_dataset_dir
-    from tunelab.data.templates.registry import ALIASES, REGISTRY
-    from tunelab.errors import UserError
+def stage_problems(config: Config) -> None:
+    """The training stage's own refusals (they live with the stage, in tunelab.train.stages; they raise)."""
+    from tunelab.train.stages import room_of
 
-    name = config.data.template
-    if name and name != "auto" and ALIASES.get(name, name) not in REGISTRY:
-        import difflib
+    room_of(config.finetuning.stage).check_config(config)
 
-        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise UserError(f"template: unknown template '{name}'.{hint} See `tunelab template list`.")
-    names = config.data.dataset_names() + config.data.eval_dataset_names()
-    if names:
-        get_dataset_attrs(names, resolve_dataset_dir(config.data.dataset_dir))
+
+def resume_problems(config: Config) -> list[str]:
+    """The refusal `tunelab train` gives for an output_dir that holds checkpoints, without touching it."""
+    from pathlib import Path
+
+    from tunelab.train.run.resume import list_checkpoints
+
+    values = config.training_values
+    if not values.get("output_dir") or values.get("resume_from_checkpoint") is not None:
+        return []
+    checkpoints = list_checkpoints(Path(values["output_dir"]))
+    if not checkpoints or values.get("overwrite_output_dir"):
+        return []
+    return [f"output_dir {values['output_dir']} already holds checkpoints (latest: {checkpoints[-1].name}). Choose "
+            "one: resume_from_checkpoint: true to continue that run, or overwrite_output_dir: true to start afresh "
+            "(or pick another output_dir)."]
+
+
+def find_all_problems(config: Config, *, portable: bool = False, for_training: bool | None = None,
+                      rows: bool = True) -> list[str]:
+    """What `tunelab train` would refuse (`for_training`, by default when the config has do_train) or any
+    command would (otherwise): the TrainingArguments, tunelab.preflight's checks (with the data `rows`),
+    the stage's own."""
+    from tunelab.preflight import find_problems
+
+    if for_training is None:
+        for_training = bool(config.training_values.get("do_train"))
+    extra = (stage_problems, resume_problems) if for_training else ()
+    return training_argument_problems(config) + find_problems(config, for_training=for_training, portable=portable,
+                                                              rows=rows, extra_checks=extra)
 
 
 def main(argv: list[str]) -> int:
@@ -135,10 +158,11 @@ def main(argv: list[str]) -> int:
         print(render_key_reference())
         return 0
     show_all = "--all" in argv
-    argv = [a for a in argv if a != "--all"]
-    config = parse_config(argv)
-    check_training_arguments(config)
-    check_template_and_data(config)
+    portable = "--portable" in argv
+    argv = [a for a in argv if a not in ("--all", "--portable")]
+    config, problems = read_config(argv)
+    problems = list(dict.fromkeys(problems + find_all_problems(config, portable=portable)))
     print(render_config(config, show_all=show_all))
-    print("\nconfig OK: no weights were loaded.")
+    raise_problems(problems, config.source_file)
+    print("\nconfig OK: no weights were loaded" + (" (--portable: this machine was not checked)." if portable else "."))
     return 0

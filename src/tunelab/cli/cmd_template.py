@@ -30,7 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list the named templates")
     render = sub.add_parser("render", help="render examples with a template and show the trained tokens")
     render.add_argument("name", help="template name (see `tunelab template list`) or `auto`")
-    render.add_argument("--model_name_or_path", required=True, help="model or tokenizer folder / hub id")
+    render.add_argument("--model_name_or_path", required=True,
+                        help="model or tokenizer folder, hub id, or a built-in model (tunelab/tiny-chat)")
+    render.add_argument("--trust_remote_code", type=_bool, default=False,
+                        help="run tokenizer code shipped with the model (true / false; default false)")
     render.add_argument("--data", help="a .json / .jsonl file of examples (openai/sharegpt `messages` or alpaca rows)")
     render.add_argument("--dataset", help="data set name(s) from dataset_info.json, instead of --data")
     render.add_argument("--dataset_dir", default="data", help="folder of dataset_info.json (with --dataset)")
@@ -73,17 +76,20 @@ def _list() -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from transformers import AutoTokenizer
-
+    from tunelab.config.model_args import ModelArguments
     from tunelab.config.stages import DataKind
     from tunelab.data.encode import EncodeOptions, encode_as
     from tunelab.data.templates import get_template
+    from tunelab.data.templates.token_check import markup_problem
+    from tunelab.model.load import load_tokenizer, resolve_model_path
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
-    except (OSError, ValueError) as error:
-        raise UserError(f"--model_name_or_path: cannot load a tokenizer from '{args.model_name_or_path}': {error}") from None
+    # the tokenizer exactly as training loads it: built-in models, trust_remote_code given (never a [y/N] prompt)
+    model_args = ModelArguments(model_name_or_path=args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+    tokenizer = load_tokenizer(model_args, resolve_model_path(args.model_name_or_path))
     template = get_template(args.name, tokenizer, tool_format=args.tool_format, default_system=args.default_system)
+    problem = markup_problem(template, tokenizer, args.model_name_or_path)
+    if problem:
+        print(f"warning: {problem} (`tunelab train` refuses this; shown here as it would be encoded)", file=sys.stderr)
     options = EncodeOptions(args.cutoff_len, args.train_on_prompt, args.mask_history, args.enable_thinking)
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     for number, example in enumerate(_examples(args)[: args.max_examples]):

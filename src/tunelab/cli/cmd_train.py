@@ -44,11 +44,15 @@ def main(argv: list[str]) -> int:
 
 
 def _launch(plan: object, train_argv: list[str]) -> int:
-    """Check the config once here (a typo fails once with exit code 2, not once per rank), then torchrun."""
+    """Check the config once here, as `tunelab check` does (every problem fails once with exit code 2,
+    not once per rank), then torchrun."""
+    from tunelab.cli.cmd_check import find_all_problems
     from tunelab.config.parser import parse_config
+    from tunelab.errors import raise_problems
     from tunelab.train.launch import run_command, torchrun_command
 
-    parse_config(train_argv)
+    config = parse_config(train_argv)
+    raise_problems(find_all_problems(config, for_training=True, rows=False), config.source_file)  # ranks read rows
     command = torchrun_command(plan, train_argv)  # type: ignore[arg-type]
     logger.info("launching %d processes (%d per node x %d nodes): %s", plan.world_size,  # type: ignore[attr-defined]
                 plan.nproc_per_node, plan.nnodes, " ".join(command))  # type: ignore[attr-defined]

@@ -36,3 +36,26 @@ def unsupported_reason(key: str) -> str | None:
         if key == prefix or key.startswith(prefix + "_"):
             return reason
     return None
+
+
+# Values older anchor versions accepted for a key, mapped to today's value (each mapping is logged).
+# Keys: the config key; values: the old spelling (lowercase text, or a YAML bool) -> today's value.
+RENAMED_VALUES: dict[str, dict[object, object]] = {
+    "export_device": {"cuda": "auto", "gpu": "auto"},  # the anchor's older choices were cpu / cuda
+    # before the anchor's attention choices, flash_attn was a bool (true = flash-attention 2); then `off` meant
+    # no fused attention (YAML reads a bare `off` as false), today's `disabled`
+    "flash_attn": {True: "fa2", False: "disabled", "true": "fa2", "false": "disabled", "off": "disabled",
+                   "none": "disabled"},
+}
+
+
+def renamed_value(key: str, value: object) -> tuple[object, bool]:
+    """`value` mapped to today's spelling for `key`, and whether it was an old one."""
+    table = RENAMED_VALUES.get(key)
+    if not table:
+        return value, False
+    lookup = value.strip().lower() if isinstance(value, str) else value
+    if isinstance(lookup, bool) or isinstance(lookup, str):
+        if lookup in table and table[lookup] != value:
+            return table[lookup], True
+    return value, False

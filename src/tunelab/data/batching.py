@@ -9,10 +9,10 @@ Three layouts of the same sequences:
 - padding-free (the default of sft, rm, dpo, kto): one batch's own sequences packed into as few
   rows as they fit.
 
-Packed and padding-free rows restart position ids at every example and, for sdpa / eager attention,
-carry a block-diagonal causal mask, so a packed batch computes exactly what the unpacked examples
-would, without spending compute on padding. With flash-attention (varlen kernels) the position ids
-alone mark the boundaries. `torch` is imported inside the functions that build tensors: the data
+Packed and padding-free rows restart position ids at every example and carry no attention mask:
+transformers derives each layer's mask from the position ids (see `packed_batch`), so for a model
+that honours them (`model/packing_isolation.py` decides, by table or by a probe) a packed batch computes
+exactly what the unpacked examples would, without spending compute on padding. `torch` is imported inside the functions that build tensors: the data
 layer's pure-Python paths (`tunelab data check`) never load it.
 """
 
@@ -121,12 +121,17 @@ def assemble_rows(examples: Sequence[dict[str, Any]], groups: Sequence[Sequence[
     return packed
 
 
-def packed_batch(features: Sequence[dict[str, Any]], pad_token_id: int, varlen_attention: bool = False,
-                 mask_dtype: Any = None) -> dict[str, Any]:
-    """Packed rows (`segment_lengths`) as tensors: position ids restart at every example, attention stays inside it.
+def packed_batch(features: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+    """Packed rows (`segment_lengths`) as tensors: position ids restart at every example, and no attention mask.
 
-    With varlen attention and one row the position ids alone mark the boundaries; otherwise a
-    block-diagonal causal mask of the model's dtype is passed (sdpa, eager).
+    Without a mask, transformers builds each layer's mask itself from the restarting position ids
+    (`masking_utils.find_packed_sequence_indices`): block-diagonal causal for full attention, and the
+    sliding window counted inside each example for sliding layers (a hand-made 4D mask is applied to
+    every layer alike, so Mistral / Gemma / Starcoder2 windows would be lost; measured 5e-2 on a tiny
+    Mistral with a window of 8). Flash-attention's varlen kernels read the same position ids. Padding
+    at a row's end gets position 0 at every token, so each padding token is a sequence of its own.
+    That detection only runs without a KV cache, hence `use_cache: False` in the batch. Whether a
+    model honours it is `model/packing_isolation.py`'s question.
     """
     import torch
 
@@ -135,47 +140,47 @@ def packed_batch(features: Sequence[dict[str, Any]], pad_token_id: int, varlen_a
     input_ids = torch.full((batch, length), pad_token_id, dtype=torch.long)
     labels = torch.full((batch, length), IGNORE_INDEX, dtype=torch.long)
     position_ids = torch.zeros((batch, length), dtype=torch.long)
-    segment = torch.full((batch, length), -1, dtype=torch.long)
+    tokens = 0
     for row, feature in enumerate(features):
         n = len(feature["input_ids"])
         input_ids[row, :n] = torch.tensor(feature["input_ids"], dtype=torch.long)
         labels[row, :n] = torch.tensor(feature["labels"], dtype=torch.long)
         start = 0
-        for index, seg_len in enumerate(feature["segment_lengths"]):
+        for seg_len in feature["segment_lengths"]:
             position_ids[row, start : start + seg_len] = torch.arange(seg_len)
-            segment[row, start : start + seg_len] = index
             start += seg_len
-    out = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
-           TOKEN_COUNT_KEY: (segment >= 0).sum()}
-    if varlen_attention and batch == 1:
-        return out
-    dtype = mask_dtype or torch.float32
-    same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
-    causal = torch.tril(torch.ones(length, length, dtype=torch.bool))
-    allowed = same & causal
-    # padding rows attend to themselves only, so softmax never sees an all-masked row
-    allowed |= torch.eye(length, dtype=torch.bool)[None]
-    mask = torch.zeros((batch, 1, length, length), dtype=dtype)
-    mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
-    out["attention_mask"] = mask
-    return out
+        tokens += start
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
+            TOKEN_COUNT_KEY: torch.tensor(tokens), "use_cache": False}
 
 
-def pack_batch(rows: list[dict[str, Any]], pad_token_id: int, varlen_attention: bool = False,
-               mask_dtype: Any = None) -> tuple[dict[str, Any], list[list[int]]]:
+def split_packed_rows(features: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The examples of packed rows, one per entry again (for a model that cannot keep them apart)."""
+    examples = []
+    for feature in features:
+        start = 0
+        for seg_len in feature["segment_lengths"]:
+            examples.append({"input_ids": list(feature["input_ids"][start : start + seg_len]),
+                             "labels": list(feature["labels"][start : start + seg_len])})
+            start += seg_len
+    return examples
+
+
+def pack_batch(rows: list[dict[str, Any]], pad_token_id: int, varlen_attention: bool = False
+               ) -> tuple[dict[str, Any], list[list[int]]]:
     """One batch's sequences (`input_ids`, `labels`) packed without padding, and which went in each row.
 
     With varlen attention the whole batch is one row and the cost is Σ lengthᵢ². Otherwise rows hold
     at most the batch's longest sequence, so the tensor has no more rows (and no longer rows) than
-    padding would give, and each row's mask is no larger.
+    padding would give, and each row's attention mask (built by transformers) is no larger.
     """
     lengths = [len(row["input_ids"]) for row in rows]
     groups = pack_indices(lengths, sum(lengths) if varlen_attention else max(lengths))
-    return packed_batch(assemble_rows(rows, groups), pad_token_id, varlen_attention, mask_dtype), groups
+    return packed_batch(assemble_rows(rows, groups), pad_token_id), groups
 
 
-def pack_sequences(rows: list[tuple[list[int], list[int]]], pad_token_id: int, varlen_attention: bool = False,
-                   mask_dtype: Any = None) -> dict[str, Any]:
+def pack_sequences(rows: list[tuple[list[int], list[int]]], pad_token_id: int, varlen_attention: bool = False
+                   ) -> dict[str, Any]:
     """(ids, labels) sequences packed padding-free (`pack_batch`), plus `sequence_index` [rows, T] naming
     each token's sequence (-1 on padding), from which the trainers read per-sequence values back."""
     import torch
@@ -184,7 +189,7 @@ def pack_sequences(rows: list[tuple[list[int], list[int]]], pad_token_id: int, v
         raise ValueError("every sequence needs as many labels as tokens, and at least one token")
     lengths = [len(ids) for ids, _ in rows]
     batch, groups = pack_batch([{"input_ids": ids, "labels": labels} for ids, labels in rows], pad_token_id,
-                               varlen_attention, mask_dtype)
+                               varlen_attention)
     sequence_index = torch.full(batch["input_ids"].shape, -1, dtype=torch.long)
     for row, members in enumerate(groups):
         start = 0

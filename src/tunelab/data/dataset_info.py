@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tunelab.errors import UserError
+from tunelab.utils.logging import log_once
 
 logger = logging.getLogger("tunelab.data")
 
@@ -86,9 +87,16 @@ def resolve_dataset_dir(dataset_dir: str | os.PathLike[str] | None) -> Path:
     path = Path(value)
     if value == DEFAULT_DATASET_DIR and not path.is_dir():
         bundled = bundled_data_dir()
-        logger.info("dataset_dir: ./data does not exist; using tunelab's bundled data in %s", bundled)
+        log_once(logger, "dataset_dir: ./data does not exist; using tunelab's bundled data in %s", bundled)
         return bundled
     return path
+
+
+def bundled_entry(name: str) -> dict[str, Any] | None:
+    """tunelab's own registry entry for `name` (identity, alpaca_en_demo, ...), or None."""
+    info = load_dataset_info(bundled_data_dir())
+    entry = info.get(name)
+    return entry if isinstance(entry, dict) else None
 
 
 def load_dataset_info(dataset_dir: Path) -> dict[str, dict[str, Any]]:
@@ -106,11 +114,14 @@ def load_dataset_info(dataset_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def unknown_dataset_error(name: str, info: dict[str, Any], dataset_dir: Path) -> UserError:
-    close = difflib.get_close_matches(name, list(info), n=3, cutoff=0.5)
+    bundled_dir = bundled_data_dir()
+    bundled = [] if dataset_dir.resolve() == bundled_dir.resolve() else sorted(load_dataset_info(bundled_dir))
+    close = difflib.get_close_matches(name, list(dict.fromkeys([*info, *bundled])), n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     known = ", ".join(sorted(info)[:30]) or "(none)"
+    also = f"; bundled with tunelab: {', '.join(b for b in bundled if b not in info)}" if bundled else ""
     return UserError(
-        f"unknown data set '{name}': it is not registered in {dataset_dir / DATA_CONFIG}.{hint} Registered: {known}"
+        f"unknown data set '{name}': it is not registered in {dataset_dir / DATA_CONFIG}.{hint} Registered: {known}{also}"
     )
 
 
@@ -174,6 +185,8 @@ def parse_entry(name: str, entry: Any, dataset_dir: Path) -> DatasetAttr:
         close = difflib.get_close_matches(bad_tags[0], TAG_NAMES, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise UserError(f"{where}: unknown tag '{bad_tags[0]}'{hint}. Valid tags: {', '.join(TAG_NAMES)}")
+    if "formatting" not in entry:
+        _check_chat_keys_without_formatting(where, entry)
     tags = dict(OPENAI_TAGS if formatting == "openai" else SHAREGPT_TAGS)
     tags.update({key: value for key, value in tags_given.items() if value})
 
@@ -203,14 +216,35 @@ def parse_entry(name: str, entry: Any, dataset_dir: Path) -> DatasetAttr:
     )
 
 
+def _check_chat_keys_without_formatting(where: str, entry: dict[str, Any]) -> None:
+    """An entry with `messages` / `tags` (sharegpt keys) but no `formatting` is read as alpaca, the default,
+    and every row would fail; seed tutorials show such entries, so the fix is named here."""
+    columns = entry.get("columns") if isinstance(entry.get("columns"), dict) else {}
+    chat_keys = [f"columns.{key}" for key in ("messages",) if key in columns] + (["tags"] if entry.get("tags") else [])
+    alpaca_keys = [key for key in ("prompt", "query", "response", "history") if key in columns]
+    if chat_keys and not alpaca_keys:
+        raise UserError(f'{where}: has {" and ".join(chat_keys)}, which conversation data uses, but no "formatting", '
+                        'so it would be read as alpaca (the default); add "formatting": "sharegpt" to the entry.')
+
+
+def get_dataset_attr(name: str, info: dict[str, Any], dataset_dir: Path) -> DatasetAttr:
+    """One name through the user's registry; a name it lacks but tunelab bundles (the anchor ships
+    `identity` and the demo sets in its stock data/dataset_info.json) comes from the bundle, logged."""
+    if name in info:
+        return parse_entry(name, info[name], dataset_dir)
+    bundled_dir = bundled_data_dir()
+    entry = bundled_entry(name) if dataset_dir.resolve() != bundled_dir.resolve() else None
+    if entry is None:
+        raise unknown_dataset_error(name, info, dataset_dir)
+    attr = parse_entry(name, entry, bundled_dir)
+    log_once(logger, "data set %s: not in %s; using tunelab's bundled copy %s", name, dataset_dir / DATA_CONFIG,
+             attr.path)
+    return attr
+
+
 def get_dataset_attrs(names: list[str], dataset_dir: Path) -> list[DatasetAttr]:
     """Resolve each name through `dataset_dir/dataset_info.json`; unknown names fail with close matches."""
     if not names:
         return []
     info = load_dataset_info(dataset_dir)
-    attrs = []
-    for name in names:
-        if name not in info:
-            raise unknown_dataset_error(name, info, dataset_dir)
-        attrs.append(parse_entry(name, info[name], dataset_dir))
-    return attrs
+    return [get_dataset_attr(name, info, dataset_dir) for name in names]

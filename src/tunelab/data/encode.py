@@ -261,6 +261,17 @@ ENCODERS: dict[DataKind, Callable[[Any, Template, Example, EncodeOptions], dict[
 }
 
 
+def trained_tokens(encoded: dict[str, Any], kind: DataKind) -> int | None:
+    """How many tokens of an encoded example are prediction targets (None for prompts, which carry no labels
+    to train on). Position 0 never is one (nothing precedes it); a pair counts its poorer side, since a pair
+    whose chosen or rejected answer has no trained token has no preference to learn."""
+    if kind is DataKind.PROMPT:
+        return None
+    if kind is DataKind.PAIR:
+        return min(sum(label != IGNORE_INDEX for label in encoded[f"{side}_labels"][1:]) for side in ("chosen", "rejected"))
+    return sum(label != IGNORE_INDEX for label in encoded["labels"][1:])
+
+
 def encode_as(
     tokenizer: Any, template: Template, example: Example, kind: DataKind, options: EncodeOptions = EncodeOptions()
 ) -> dict[str, Any]:

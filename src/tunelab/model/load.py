@@ -7,6 +7,7 @@ the model and says which of the two it looked for.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,17 @@ def _hub_kwargs(args: ModelArguments) -> dict[str, Any]:
     return kwargs
 
 
+_HUB_HINTS = re.compile(r"[^.\n]*https://(?:hf\.co|huggingface\.co)/\S*[^\n]*\n?")
+
+
 def _load_error(kind: str, path: str, error: Exception) -> UserError:
+    text = str(error)
+    if "trust_remote_code" in text:
+        return UserError(f"model_name_or_path '{path}' ships its own {kind} code; set trust_remote_code: true if you "
+                         "trust that code (it runs on this machine).")
     if Path(path).exists():
-        return UserError(f"could not load the {kind} from '{path}': {error}")
+        local = _HUB_HINTS.sub("", text).strip()  # a local folder: transformers' hub links would be wrong
+        return UserError(f"could not load the {kind} from '{path}': {local}")
     if path.startswith((".", "/", "~")) or path.count("/") > 1:
         return UserError(f"model_name_or_path '{path}' is not an existing folder. Check the path.")
     return UserError(
@@ -59,7 +68,7 @@ def load_tokenizer(args: ModelArguments, model_path: str | None = None) -> Any:
         raise _load_error("tokenizer", path, error) from None
     special = args.special_tokens_to_add()
     if special:
-        added = tokenizer.add_special_tokens({"additional_special_tokens": special}, replace_additional_special_tokens=False)
+        added = add_special_tokens(tokenizer, special)
         logger.info("added %d special token(s) to the tokenizer: %s", added, ", ".join(special))
     if args.add_tokens:
         tokens = [t.strip() for t in args.add_tokens.split(",") if t.strip()]
@@ -69,6 +78,12 @@ def load_tokenizer(args: ModelArguments, model_path: str | None = None) -> Any:
         tokenizer.pad_token = tokenizer.eos_token
         logger.info("the tokenizer has no pad token: using its eos token %r for padding", tokenizer.eos_token)
     return tokenizer
+
+
+def add_special_tokens(tokenizer: Any, tokens: list[str]) -> int:
+    """Add `tokens` as special tokens, keeping the ones the tokenizer has (transformers 5 calls them extra
+    special tokens; `additional_special_tokens` / `replace_additional_special_tokens` are gone)."""
+    return tokenizer.add_special_tokens({"extra_special_tokens": tokens}, replace_extra_special_tokens=False)
 
 
 def torch_dtype_for(training_values: dict[str, Any], infer_dtype: str = "auto") -> Any:

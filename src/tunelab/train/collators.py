@@ -21,6 +21,7 @@ from typing import Any
 
 from tunelab.config.resolved import Config
 from tunelab.data.batching import TOKEN_COUNT_KEY, pack_sequences, pad_left, pad_right, uses_varlen_attention
+from tunelab.model.packing_isolation import packing_isolation
 
 REF_KEYS = ("ref_chosen_logps", "ref_rejected_logps", "ref_logps", "ref_kl_logps")
 
@@ -35,10 +36,11 @@ def add_reference_values(features: list[dict[str, Any]], batch: dict[str, Any]) 
 
 
 def pair_layout(tokenizer: Any, model: Any, config: Config | None) -> dict[str, Any]:
-    """The batch layout keys of the pair and kto collators: padding-free unless `padding_free: false`."""
-    padding_free = bool(config is not None and config.data.padding_free)
+    """The batch layout keys of the pair and kto collators: padding-free unless `padding_free: false`, or
+    unless the model would let packed sequences see each other (`model/packing_isolation.py`: padded then)."""
+    padding_free = bool(config is not None and config.data.padding_free) and packing_isolation(model).isolates
     return {"pad_token_id": tokenizer.pad_token_id, "padding_free": padding_free,
-            "varlen_attention": padding_free and uses_varlen_attention(model), "mask_dtype": model.dtype}
+            "varlen_attention": padding_free and uses_varlen_attention(model)}
 
 
 @dataclass
@@ -52,13 +54,12 @@ class PairCollator:
     pad_to_multiple_of: int | None = None
     padding_free: bool = False
     varlen_attention: bool = False
-    mask_dtype: Any = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [(list(f[f"{side}_input_ids"]), list(f[f"{side}_labels"])) for side in ("chosen", "rejected")
                 for f in features]
         if self.padding_free:
-            batch = pack_sequences(rows, self.pad_token_id, self.varlen_attention, self.mask_dtype)
+            batch = pack_sequences(rows, self.pad_token_id, self.varlen_attention)
         else:
             batch = pad_right(rows, self.pad_token_id, self.pad_to_multiple_of)
             batch[TOKEN_COUNT_KEY] = batch["attention_mask"].sum()

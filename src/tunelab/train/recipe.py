@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.config.resolved import Config
-from tunelab.config.validate import validate_for_training
 from tunelab.errors import UserError
+from tunelab.preflight import preflight
 
 logger = logging.getLogger("tunelab.train")
 
@@ -32,19 +32,9 @@ class TrainingRun:
 
 def _training_values(config: Config) -> dict[str, Any]:
     """The TrainingArguments tunelab passes, with the few values it must set itself (each logged)."""
-    import torch
+    from tunelab.config.hardware import cpu_precision_values
 
-    values = dict(config.training_values)
-    if values.get("fp16") and not torch.cuda.is_available():
-        raise UserError("fp16 mixed precision needs a CUDA GPU and none was found; on CPU set fp16: false "
-                        "(or bf16: true where the CPU supports it).")
-    optim = str(values.get("optim", ""))
-    if "bnb" in optim or "8bit" in optim or optim.startswith("paged_"):
-        from tunelab.errors import require_package
-
-        if not torch.cuda.is_available():
-            raise UserError(f"optim: {optim} (bitsandbytes) needs a CUDA GPU and none was found; use optim: adamw_torch.")
-        require_package("bitsandbytes", f"optim: {optim}", extra="gpu")
+    values = cpu_precision_values(config.training_values)  # bf16 on a CPU with native bf16: use_cpu (logged)
     if values.get("ddp_backend") and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
         logger.info("ddp_backend = %s ignored: this run is a single process", values.pop("ddp_backend"))
     if config.finetuning.disable_shuffling:
@@ -81,9 +71,8 @@ def run_training(config: Config) -> TrainingRun:
     from tunelab.train.stages import room_of
 
     # 1. setup: everything that can fail on the user's input fails here, before weights load
-    validate_for_training(config)
     room = room_of(config.finetuning.stage)  # the stage's module: its check, collator and Trainer
-    room.check_config(config)
+    preflight(config, extra_checks=[room.check_config])  # every problem at once, as `tunelab check` lists them
     values = _training_values(config)
     output_dir = values["output_dir"]
     checkpoint = resolve_resume(output_dir, values.pop("resume_from_checkpoint", None),
@@ -95,10 +84,6 @@ def run_training(config: Config) -> TrainingRun:
         raise UserError("do_predict runs in one process; run it without torchrun (a separate `tunelab train` with "
                         "do_train: false, do_predict: true) after training.")
     check_output_dir(output_dir)
-    if config.finetuning.plot_loss:
-        from tunelab.errors import require_package
-
-        require_package("matplotlib", "plot_loss", extra="metrics")  # before training, not after it
     transformers.set_seed(args.seed)
     model_path = resolve_model_path(config.model.model_name_or_path)
     tokenizer = load_tokenizer(config.model, model_path)
@@ -149,6 +134,7 @@ def run_training(config: Config) -> TrainingRun:
             save_tokenizer(tokenizer, template, output_dir)
         train_metrics = dict(result.metrics)
         train_metrics["num_input_tokens_seen"] = trainer.state.num_input_tokens_seen
+        train_metrics["num_untrained_examples"] = prepared.untrained  # left out: no trained token (named in the log)
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()

@@ -79,17 +79,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def check_config(job: str, config: Mapping[str, Any], scratch_dir: Path) -> None:
-    """Run the same validation as `tunelab check` before launching, so mistakes show on the page
-    instead of in a job that dies at once. Raises UserError with the parser's message."""
+    """Run the same checks as `tunelab check` before launching, so mistakes show on the page instead of
+    in a job that dies at once. Raises one UserError listing every problem."""
     from tunelab.config.parser import parse_config
 
     path = write_yaml(config, scratch_dir / f".tunelab_webui_check_{job}.yaml")
     try:
-        parsed = parse_config([str(path)])
-        if job == "train":
-            from tunelab.cli.cmd_check import check_template_and_data, check_training_arguments
+        from tunelab.cli.cmd_check import find_all_problems
+        from tunelab.errors import raise_problems
 
-            check_training_arguments(parsed)
-            check_template_and_data(parsed)
+        raise_problems(find_all_problems(parse_config([str(path)])))
     finally:
         path.unlink(missing_ok=True)

@@ -7,6 +7,8 @@ the prompt in the messages and the two candidate responses in `chosen` / `reject
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from tunelab.config.stages import DataKind
@@ -49,10 +51,25 @@ def tag_names(ctx: ConvertContext) -> dict[Role, str]:
     }
 
 
+def tags_hint(ctx: ConvertContext, seen: Sequence[str], roles: dict[str, Role]) -> str:
+    """The `tags` mapping that reads a row whose role tags are `seen` (in order): prompts sit at even
+    turns, answers at odd ones, so the first unknown tag of each is the user / assistant tag."""
+    turns = [tag for tag in seen if tag != ctx.attr.tags["system_tag"]]
+    fix = {name: tag for name, tag in (("user_tag", next(iter(turns[0::2]), None)),
+                                       ("assistant_tag", next(iter(turns[1::2]), None)))
+           if tag is not None and tag not in roles}
+    if not fix:
+        return ""
+    shown = ", ".join(repr(tag) for tag in dict.fromkeys(turns))
+    return (f"; this row's roles are {shown}: map them with \"tags\": {json.dumps(fix)} in data set "
+            f"'{ctx.attr.name}' of dataset_info.json")
+
+
 def read_message(
-    message: Any, field: str, ctx: ConvertContext, ck: RowChecker, roles: dict[str, Role]
+    message: Any, field: str, ctx: ConvertContext, ck: RowChecker, roles: dict[str, Role], seen: Sequence[str] = ()
 ) -> tuple[Role, str, str] | None:
-    """One `{role_tag: ..., content_tag: ...}` object → (role, content, tag as written)."""
+    """One `{role_tag: ..., content_tag: ...}` object → (role, content, tag as written); `seen` holds the
+    row's role tags, so an unknown one is reported with the `tags` mapping that fixes it."""
     role_tag, content_tag = ctx.attr.tags["role_tag"], ctx.attr.tags["content_tag"]
     if not isinstance(message, dict):
         ck.add(field, f"expected a message object, got {type_name(message)}")
@@ -69,7 +86,9 @@ def read_message(
         return None
     if tag not in roles:
         known = ", ".join(repr(t) for t in [*roles, ctx.attr.tags["system_tag"]])
-        ck.add(f"{field}.{role_tag}", f"unknown role {tag!r} (expected one of {known})")
+        first = not any(p.reason.startswith("unknown role") for p in ck.problems)  # the fix is said once a row
+        hint = tags_hint(ctx, seen, roles) if first else ""
+        ck.add(f"{field}.{role_tag}", f"unknown role {tag!r} (expected one of {known}){hint}")
         return None
     content = ck.text(message.get(content_tag), f"{field}.{content_tag}")
     if content is None:
@@ -102,10 +121,11 @@ def convert_sharegpt(row: dict[str, Any], ctx: ConvertContext, ck: RowChecker) -
         system = read_system(row.get(system_col), system_col, ck) if system_col else None
 
     roles = role_map(ctx)
+    seen = [m[role_tag] for m in messages[start:] if isinstance(m, dict) and isinstance(m.get(role_tag), str)]
     turns: list[Turn] = []
     for index in range(start, len(messages)):
         field = f"{column}[{index}]"
-        parsed = read_message(messages[index], field, ctx, ck, roles)
+        parsed = read_message(messages[index], field, ctx, ck, roles, seen)
         if parsed is not None:
             turns.append(Turn(parsed[0], parsed[1], f"{field}.{role_tag}", parsed[2]))
     if not ck.ok:

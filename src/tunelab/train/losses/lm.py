@@ -50,7 +50,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         w = weight.detach()
         for start in range(0, targets.shape[0], chunk):
-            h = hidden[start : start + chunk].detach()
+            h = hidden[start : start + chunk].detach().to(w.dtype)  # bf16 head, float32 hidden states (CPU autocast)
             y = targets[start : start + chunk]
             logits = torch.nn.functional.linear(h, w, None if bias is None else bias.detach()).float()
             with torch.enable_grad():

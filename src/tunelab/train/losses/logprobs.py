@@ -173,7 +173,6 @@ def sequence_token_logps(model: Any, batch: dict[str, Any], *, chunk_tokens: int
     """
     if not is_padding_free(batch):
         return forward_token_logps(model, batch, chunk_tokens=chunk_tokens)
-    check_packed_attention(model, batch)
     token_logps, mask = forward_token_logps(model, batch, chunk_tokens=chunk_tokens)
     return per_sequence_token_logps(token_logps, mask, batch[SEQUENCE_INDEX_KEY])
 
@@ -185,14 +184,3 @@ def last_token_states(hidden: Tensor, batch: dict[str, Any]) -> Tensor:
         return hidden.reshape(-1, hidden.shape[-1])[starts + lengths - 1]
     last = batch["attention_mask"].long().sum(-1).clamp(min=1) - 1
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
-
-
-def check_packed_attention(model: Any, batch: dict[str, Any]) -> None:
-    """A packed row without a mask relies on varlen attention (position ids mark the boundaries); any
-    other attention would let its sequences see each other, so that is refused rather than computed."""
-    if "attention_mask" in batch:
-        return
-    attention = getattr(unwrap(model).config, "_attn_implementation", "")
-    if attention not in ("flash_attention_2", "flash_attention_3"):
-        raise ValueError(f"a padding-free batch without an attention mask needs flash-attention, but this model "
-                         f"uses {attention!r}; build the batch for this model (its collator's varlen_attention).")

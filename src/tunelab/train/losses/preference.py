@@ -11,6 +11,8 @@ per token where a docstring says so); `logratios` = log π_θ(y|x) − log π_re
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -59,6 +61,49 @@ def kto_pair_loss(chosen_logratios: Tensor, rejected_logratios: Tensor, beta: fl
     rejected_kl = rejected_logratios.mean().clamp(min=0)
     return torch.cat((1 - torch.sigmoid(beta * (chosen_logratios - rejected_kl)),
                       1 - torch.sigmoid(beta * (chosen_kl - rejected_logratios))), 0)
+
+
+def kto_pair_step_points(chosen_logratios: list[Tensor], rejected_logratios: list[Tensor], beta: float,
+                         all_reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """`kto_pair_loss`'s KL reference points for a batch split into parts (accumulation, processes), from
+    the parts' log-ratios without gradient: [chosen_kl, rejected_kl, chosen_kl_weight, rejected_kl_weight].
+
+    The reference points are means over the whole batch and carry gradient, so each part's loss also
+    moves the other parts' examples through them; the weights are ∂(Σ losses)/∂(reference point) / N (0
+    where the clamp at 0 holds), which `kto_pair_step_loss` puts on each part's own log-ratios.
+    `all_reduce` sums a tensor over processes (None: one process).
+    """
+    reduce = all_reduce or (lambda t: t)
+    device = chosen_logratios[0].device if chosen_logratios else torch.device("cpu")
+    zero = torch.zeros((), dtype=torch.float64, device=device)
+    sums = reduce(torch.stack((sum((c.double().sum() for c in chosen_logratios), zero),
+                               sum((r.double().sum() for r in rejected_logratios), zero),
+                               torch.tensor(float(sum(c.numel() for c in chosen_logratios)), dtype=torch.float64,
+                                            device=device))))
+    count = sums[2].clamp(min=1)
+    chosen_mean, rejected_mean = sums[0] / count, sums[1] / count
+    chosen_kl, rejected_kl = chosen_mean.clamp(min=0), rejected_mean.clamp(min=0)
+
+    def slope(z: Tensor) -> Tensor:
+        return torch.sigmoid(z) * (1 - torch.sigmoid(z))
+
+    grads = reduce(torch.stack((  # Σ_i ∂loss_i/∂chosen_kl (rejected half), Σ_i ∂loss_i/∂rejected_kl (chosen half)
+        sum(((-beta * slope(beta * (chosen_kl - r.double()))).sum() for r in rejected_logratios), zero),
+        sum(((beta * slope(beta * (c.double() - rejected_kl))).sum() for c in chosen_logratios), zero))))
+    weights = grads / count * torch.stack(((chosen_mean >= 0), (rejected_mean >= 0))).double()
+    return torch.stack((chosen_kl, rejected_kl, weights[0], weights[1])).float()
+
+
+def kto_pair_step_loss(chosen_logratios: Tensor, rejected_logratios: Tensor, beta: float, points: Tensor) -> Tensor:
+    """`kto_pair_loss` of one part of a batch whose reference points are `points` (`kto_pair_step_points`),
+    one loss per pair ((chosen + rejected) / 2): summed over every part and divided by the batch's pairs,
+    the value and the gradient of `kto_pair_loss(...).mean()` on the whole batch."""
+    chosen_kl, rejected_kl, chosen_weight, rejected_weight = points.to(chosen_logratios.dtype)
+    chosen = 1 - torch.sigmoid(beta * (chosen_logratios - rejected_kl))
+    rejected = 1 - torch.sigmoid(beta * (chosen_kl - rejected_logratios))
+    through_points = (chosen_weight * (chosen_logratios - chosen_logratios.detach())
+                      + rejected_weight * (rejected_logratios - rejected_logratios.detach()))  # value 0
+    return (chosen + rejected + through_points) / 2
 
 
 def log1mexp(x: Tensor) -> Tensor:

@@ -19,6 +19,8 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 Tensor = torch.Tensor
@@ -55,6 +57,32 @@ def whiten(values: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1
     if not shift_mean:
         out = out + mean
     return out * mask.to(values.dtype)
+
+
+def whiten_many(values: list[Tensor], masks: list[Tensor], shift_mean: bool = True, eps: float = 1e-8,
+                all_reduce: Callable[[Tensor], Tensor] | None = None, device: torch.device | None = None
+                ) -> list[Tensor]:
+    """`whiten` of several batches (of different widths) with the statistics of all of them together, and of
+    every process when `all_reduce` (a sum over processes) is given: the values one batch holding them all
+    would get. Same two-pass mean and Bessel-corrected variance as `masked_mean` / `masked_var`. `device`:
+    where the statistics live when this process has no batch (it still takes part in `all_reduce`)."""
+    reduce = all_reduce or (lambda t: t)
+    device = values[0].device if values else (device or torch.device("cpu"))
+    zero = torch.zeros((), dtype=torch.float64, device=device)
+    fmasks = [m.to(v.dtype) for v, m in zip(values, masks, strict=True)]
+    firsts = reduce(torch.stack((sum(((v * m).double().sum() for v, m in zip(values, fmasks)), zero),
+                                 sum((m.double().sum() for m in fmasks), zero))))
+    count = firsts[1]
+    mean = firsts[0] / count.clamp(min=1)
+    squares = reduce(sum((((v.double() - mean) ** 2 * m).sum() for v, m in zip(values, fmasks)), zero).reshape(1))[0]
+    var = squares / count.clamp(min=1) * count / (count - 1).clamp(min=1)
+    out = []
+    for v, m in zip(values, fmasks, strict=True):
+        w = (v - mean.to(v.dtype)) * torch.rsqrt(var.to(v.dtype) + eps)
+        if not shift_mean:
+            w = w + mean.to(v.dtype)
+        out.append(w * m)
+    return out
 
 
 def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: float = 0.95) -> tuple[Tensor, Tensor]:
@@ -115,33 +143,44 @@ def kl_penalised_rewards(scores: Tensor, logps: Tensor, ref_logps: Tensor, mask:
     return rewards, kl
 
 
+def reduce_tokens(values: Tensor, mask: Tensor, reduction: str) -> Tensor:
+    """The masked-in entries averaged (`mean`) or summed (`sum`: the trainer divides by the count of a
+    whole accumulated batch)."""
+    if reduction == "mean":
+        return masked_mean(values, mask)
+    if reduction == "sum":
+        return (values * mask.to(values.dtype)).sum()
+    raise ValueError(f"unknown reduction {reduction!r} (mean, sum)")
+
+
 def clipped_policy_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor,
-                        clip_range: float = 0.2) -> tuple[Tensor, Tensor]:
+                        clip_range: float = 0.2, reduction: str = "mean") -> tuple[Tensor, Tensor]:
     """PPO's clipped surrogate (Schulman et al. 2017, eq. 7), as a loss to minimise.
 
     L = mean_t max(−ρ_t·A_t, −clip(ρ_t, 1−ε, 1+ε)·A_t), ρ_t = π(a_t|s_t) / π_old(a_t|s_t), averaged
-    over all response tokens of the batch. Returns (loss, clip fraction): how often the clip bound.
+    over all response tokens of the batch (`reduction="sum"`: summed). Returns (loss, clip fraction):
+    how often the clip bound.
     """
     ratio = torch.exp(logps - old_logps)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    loss = reduce_tokens(torch.maximum(unclipped, clipped), mask, reduction)
     clip_fraction = masked_mean((clipped > unclipped).to(logps.dtype), mask)
     return loss, clip_fraction
 
 
 def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
-                       clip_range: float = 0.2) -> tuple[Tensor, Tensor]:
+                       clip_range: float = 0.2, reduction: str = "mean") -> tuple[Tensor, Tensor]:
     """PPO's clipped value loss: ½·mean_t max((V − R)², (V_old + clip(V − V_old, ±ε) − R)²).
 
     Clipping the value update the same way as the policy keeps the value head from jumping far from
     the estimates the advantages were computed with (the PPO2 baselines implementation). Returns
-    (loss, clip fraction).
+    (loss, clip fraction); `reduction="sum"` sums over the tokens instead of averaging.
     """
     clipped_values = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
     unclipped = (values - returns) ** 2
     clipped = (clipped_values - returns) ** 2
-    loss = 0.5 * masked_mean(torch.maximum(unclipped, clipped), mask)
+    loss = 0.5 * reduce_tokens(torch.maximum(unclipped, clipped), mask, reduction)
     clip_fraction = masked_mean((clipped > unclipped).to(values.dtype), mask)
     return loss, clip_fraction
 
@@ -184,13 +223,14 @@ def group_advantages(rewards: Tensor, group_size: int, scale: bool = True, eps: 
 
 
 def grpo_loss(logps: Tensor, old_logps: Tensor, ref_logps: Tensor | None, advantages: Tensor, mask: Tensor,
-              beta: float = 0.04, epsilon: float = 0.2) -> tuple[Tensor, dict[str, Tensor]]:
+              beta: float = 0.04, epsilon: float = 0.2, reduction: str = "mean") -> tuple[Tensor, dict[str, Tensor]]:
     """The GRPO objective (DeepSeekMath eq. 3), negated into a loss.
 
     J = 1/G Σ_i 1/|o_i| Σ_t [ min(ρ_{i,t}·Â_i, clip(ρ_{i,t}, 1−ε, 1+ε)·Â_i) − β·D_KL,i,t ], with
     ρ = π_θ / π_θ_old per token, Â_i the sequence's group-normalised advantage ([batch]) broadcast
     over its tokens, and D_KL the k3 estimator of eq. 4 against the reference (skipped when
-    `ref_logps` is None or β = 0). Returns (loss, parts: kl, clip_fraction, policy_loss).
+    `ref_logps` is None or β = 0). Returns (loss, parts: kl, clip_fraction, policy_loss); with
+    `reduction="sum"` the loss is the sum over sequences instead of the mean (1/G Σ_i left to the trainer).
     """
     mask = mask.to(logps.dtype)
     ratio = torch.exp(logps - old_logps)
@@ -202,7 +242,9 @@ def grpo_loss(logps: Tensor, old_logps: Tensor, ref_logps: Tensor | None, advant
         kl = kl_penalty(logps, ref_logps, "k3")
         per_token = per_token + beta * kl
     per_sequence = masked_mean(per_token, mask, dim=-1)
-    loss = per_sequence.mean()
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"unknown reduction {reduction!r} (mean, sum)")
+    loss = per_sequence.mean() if reduction == "mean" else per_sequence.sum()
     parts = {
         "kl": masked_mean(kl, mask, dim=-1).mean().detach(),
         "clip_fraction": masked_mean((ratio * adv > torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * adv).to(logps.dtype),

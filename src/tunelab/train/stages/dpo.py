@@ -19,6 +19,7 @@ from tunelab.train.collators import PairCollator, pair_layout
 from tunelab.train.data_prep import PreparedData
 from tunelab.train.losses import preference as L
 from tunelab.train.losses.logprobs import sequence_logps, sequence_token_logps
+from tunelab.train.trainers.metrics import sequence_count
 from tunelab.train.trainers.reference import ReferenceTrainer, check_preference_config
 
 logger = logging.getLogger("tunelab.train")
@@ -37,7 +38,9 @@ def make_collator(prepared: PreparedData, tokenizer: Any, model: Any, config: Co
 
 
 class RunningMean:
-    """BCO's reward shift δ: the running mean of the batch-mean rewards seen so far (the anchor's rule)."""
+    """BCO's reward shift δ: the running mean of the batch-mean rewards seen so far (the anchor's rule), one
+    update per optimizer step with the mean over its whole batch (the anchor's per-batch update without
+    accumulation)."""
 
     def __init__(self) -> None:
         self.mean, self.count = 0.0, 0
@@ -56,6 +59,8 @@ class PreferenceTrainer(ReferenceTrainer):
         self.loss_name = config.finetuning.pref_loss if config is not None else "sigmoid"
         check_preference_config(config)
         self.bco_shift = RunningMean()
+        self.step_bco_shift = 0.0
+        self.step_kto_pair = torch.zeros(4)
         super().__init__(*args, **kwargs)
 
     @property
@@ -80,6 +85,43 @@ class PreferenceTrainer(ReferenceTrainer):
             values = values / lengths.clamp(min=1)
         return values[:half], values[half:], sums[:half], sums[half:]
 
+    def step_counts(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"pairs": sequence_count(batch) // 2}  # every loss is a mean over pairs
+
+    def prepare_step(self, batches: list[dict[str, Any]]) -> None:
+        """The statistics of the whole step (every micro-batch, every process) two losses need, from one pass
+        of the policy without gradient; the reference values computed for them travel with the micro-batches.
+
+        - `pref_loss: kto_pair`: its KL reference points are means over the step's pairs
+          (`losses.preference.kto_pair_step_points`);
+        - `pref_bco_weight`: BCO's reward shift δ is updated once, with the mean reward of the step's pairs.
+        """
+        ft = self.config.finetuning
+        bco = ft.pref_bco_weight > 1e-6 and self.loss_name not in L.REFERENCE_FREE
+        if not bco and self.loss_name != "kto_pair":
+            return
+        chosen_ratios, rejected_ratios = [], []
+        with torch.no_grad():
+            for batch in batches:
+                if "ref_chosen_logps" not in batch:
+                    with self.reference() as ref:
+                        batch.update(self.reference_values(ref, batch))
+                chosen, rejected, _, _ = self.sequence_values(*sequence_token_logps(self.model, batch))
+                chosen_ratios.append(chosen - batch["ref_chosen_logps"])
+                rejected_ratios.append(rejected - batch["ref_rejected_logps"])
+        reduce = None
+        if self.accelerator.num_processes > 1:
+            def reduce(t: torch.Tensor) -> torch.Tensor:
+                return self.accelerator.reduce(t, reduction="sum")
+        if self.loss_name == "kto_pair":
+            self.step_kto_pair = L.kto_pair_step_points(chosen_ratios, rejected_ratios, ft.pref_beta, reduce)
+        if bco:
+            ratios = torch.cat(chosen_ratios + rejected_ratios).double()
+            summed = torch.stack((ft.pref_beta * ratios.sum(), torch.tensor(float(ratios.numel()), dtype=torch.float64,
+                                                                             device=ratios.device)))
+            summed = reduce(summed) if reduce is not None else summed
+            self.step_bco_shift = self.bco_shift.update(float(summed[0] / summed[1].clamp(min=1)))
+
     def reference_values(self, ref: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         token_logps, mask = sequence_token_logps(ref, batch)
         chosen, rejected, _, _ = self.sequence_values(token_logps, mask)
@@ -98,27 +140,30 @@ class PreferenceTrainer(ReferenceTrainer):
             losses = L.preference_loss(self.loss_name, chosen, rejected, beta=ft.pref_beta, simpo_gamma=ft.simpo_gamma)
             chosen_rewards, rejected_rewards = ft.pref_beta * chosen.detach(), ft.pref_beta * rejected.detach()
             if self.loss_name == "orpo":
-                parts["loss/sft"] = L.sft_loss(chosen).mean()
-                parts["loss/odds_ratio"] = L.odds_ratio_loss(chosen.detach(), rejected.detach()).mean()
+                parts["loss/sft"] = L.sft_loss(chosen.detach())
+                parts["loss/odds_ratio"] = L.odds_ratio_loss(chosen.detach(), rejected.detach())
         else:
             ref_chosen, ref_rejected = self._reference_pair(inputs)
             chosen_ratio, rejected_ratio = chosen - ref_chosen, rejected - ref_rejected
-            losses = L.preference_loss(self.loss_name, chosen_ratio, rejected_ratio, beta=ft.pref_beta,
-                                       label_smoothing=ft.dpo_label_smoothing)
+            if self.loss_name == "kto_pair" and num_items_in_batch is not None:  # the step's reference points
+                losses = L.kto_pair_step_loss(chosen_ratio, rejected_ratio, ft.pref_beta, self.step_kto_pair)
+            else:
+                losses = L.preference_loss(self.loss_name, chosen_ratio, rejected_ratio, beta=ft.pref_beta,
+                                           label_smoothing=ft.dpo_label_smoothing)
             chosen_rewards, rejected_rewards = ft.pref_beta * chosen_ratio.detach(), ft.pref_beta * rejected_ratio.detach()
             if ft.pref_bco_weight > 1e-6:
-                shift = torch.cat((chosen_rewards, rejected_rewards)).mean()
-                delta = self.bco_shift.update(float(shift)) if model.training else self.bco_shift.mean
+                delta = self.step_bco_shift if model.training else self.bco_shift.mean  # see prepare_step
                 bco = L.bco_pair_loss(chosen_ratio, rejected_ratio, ft.pref_beta, delta)
-                parts["loss/dpo"] = losses.detach().mean()
-                parts["loss/bco"] = bco.detach().mean()
+                parts["loss/dpo"] = losses.detach()
+                parts["loss/bco"] = bco.detach()
                 losses = (losses + ft.pref_bco_weight * bco) / (1 + ft.pref_bco_weight)
-        loss = losses.mean()
+        total = losses.sum() * half / losses.numel()  # summed over pairs (kto_pair has two losses per pair)
         if ft.pref_ftx > 1e-6:
-            sft = L.sft_loss(chosen_avg).mean()
-            parts["loss/preference"] = loss.detach()
+            sft = L.sft_loss(chosen_avg)
+            parts["loss/preference"] = losses.detach()
             parts["loss/sft"] = sft.detach()
-            loss = loss + ft.pref_ftx * sft
+            total = total + ft.pref_ftx * sft.sum()
+        loss = self.step_share(total, "pairs", num_items_in_batch, half)  # the mean over the step's pairs
         self.record(model, {
             "rewards/chosen": chosen_rewards, "rewards/rejected": rejected_rewards,
             "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),

@@ -8,8 +8,13 @@ minimised (`losses/rl.grpo_loss`). Completions are sampled once per step and use
 so π_old is the policy of that step (the ratio is 1 in value; its gradient is the policy gradient).
 
 `per_device_train_batch_size` counts prompts; each step sees that many × `num_generations`
-completions. The reference is the one dpo uses: the adapter disabled for LoRA, a frozen copy for
-full / freeze, or `ref_model`; with `grpo_beta: 0` there is none.
+completions. Each completion is sampled with its own seed (`rl/seeded_sampling.py`: the run's seed, the step,
+the prompt), so how a step's prompts are split into micro-batches or over processes changes no
+sample; the loss is the mean over the step's completions (`MetricsTrainer.step_share`), and a group
+always lives in one micro-batch, so its advantages are the same too.
+
+The reference is the one dpo uses: the adapter disabled for LoRA, a frozen copy for full / freeze,
+or `ref_model`; with `grpo_beta: 0` there is none.
 """
 
 from __future__ import annotations
@@ -27,7 +32,12 @@ from tunelab.train.data_prep import PreparedData
 from tunelab.train.losses import rl as R
 from tunelab.train.rl.checks import check_rl_common
 from tunelab.train.rl.reward_functions import call_reward_function, load_reward_functions, parse_names
-from tunelab.train.rl.rollout import RewardModelScorer, completion_logps, generation_config, sample
+from tunelab.train.rl.rollout import (
+    RewardModelScorer,
+    completion_logps,
+    generation_config,
+)
+from tunelab.train.rl.seeded_sampling import PromptSeeds, seeded_sample
 from tunelab.train.trainers.reference import ReferenceTrainer
 
 logger = logging.getLogger("tunelab.train")
@@ -100,6 +110,7 @@ class GRPOTrainer(ReferenceTrainer):
         self.stop_ids = stop_token_ids(tokenizer, template)
         self.generation_config = generation_config(config, tokenizer, self.stop_ids)
         self.pad_token_id = int(self.generation_config.pad_token_id)
+        self.prompt_seeds = PromptSeeds(self.args.seed)
         logger.info("grpo: %d completions per prompt, at most %d tokens each; rewards: %s", self.group_size,
                     self.generation_config.max_new_tokens, ", ".join(self.reward_names + (["reward_model"] if
                                                                                            self.reward_model else [])))
@@ -107,6 +118,9 @@ class GRPOTrainer(ReferenceTrainer):
     @property
     def needs_reference(self) -> bool:  # type: ignore[override]
         return self.beta != 0.0
+
+    def step_counts(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"completions": batch["input_ids"].shape[0] * self.group_size}  # the loss averages over completions
 
     def score(self, rollout: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted sum of every reward per completion ([B·G]); a None from a function counts as 0."""
@@ -137,8 +151,10 @@ class GRPOTrainer(ReferenceTrainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        rollout = sample(model, inputs["input_ids"], inputs["attention_mask"], self.generation_config, self.stop_ids,
-                         self.pad_token_id, num_return_sequences=self.group_size)
+        seeds = self.prompt_seeds(self.state.global_step, "train" if model.training else "eval", inputs["input_ids"],
+                                  inputs["attention_mask"], self.group_size)
+        rollout = seeded_sample(model, inputs["input_ids"], inputs["attention_mask"], self.generation_config,
+                                self.stop_ids, self.pad_token_id, seeds)
         rewards, reward_means = self.score(rollout, inputs)
         advantages = R.group_advantages(rewards, self.group_size)
         mask = rollout.completion_mask
@@ -147,10 +163,11 @@ class GRPOTrainer(ReferenceTrainer):
         if self.needs_reference:
             with self.reference() as ref:
                 ref_logps, _ = completion_logps(ref, rollout)
-        loss, parts = R.grpo_loss(logps, logps.detach(), ref_logps, advantages, mask, beta=self.beta,
-                                  epsilon=self.config.finetuning.epsilon)
+        total, parts = R.grpo_loss(logps, logps.detach(), ref_logps, advantages, mask, beta=self.beta,
+                                   epsilon=self.config.finetuning.epsilon, reduction="sum")
+        loss = self.step_share(total, "completions", num_items_in_batch, rewards.numel())  # mean over the step's
         if model.training:
-            self.state.num_input_tokens_seen += int(rollout.attention_mask.sum())
+            self.add_tokens_seen(rollout.attention_mask.sum())
         grouped = rewards.view(-1, self.group_size)
         self.record(model, {
             "reward": rewards.mean(), "reward_std": grouped.std(-1).mean(), "kl": parts["kl"],

@@ -66,7 +66,6 @@ class KTOCollator:
     pad_to_multiple_of: int | None = None
     padding_free: bool = False
     varlen_attention: bool = False
-    mask_dtype: Any = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -74,9 +73,10 @@ class KTOCollator:
         rows = [(list(f["input_ids"]), list(f["labels"])) for f in features]
         kl_rows = mismatched_rows(features, self.cutoff_len)
         if self.padding_free:
-            batch = pack_sequences(rows, self.pad_token_id, self.varlen_attention, self.mask_dtype)
-            kl = pack_sequences(kl_rows, self.pad_token_id, self.varlen_attention, self.mask_dtype)
+            batch = pack_sequences(rows, self.pad_token_id, self.varlen_attention)
+            kl = pack_sequences(kl_rows, self.pad_token_id, self.varlen_attention)
             kl.pop(TOKEN_COUNT_KEY)
+            kl.pop("use_cache")
             batch.update({KL_PREFIX + key: value for key, value in kl.items()})
             batch["kto_tags"] = torch.tensor([bool(f["kto_tag"]) for f in features], dtype=torch.bool)
             add_reference_values(features, batch)
@@ -134,14 +134,47 @@ def check_config(config: Config) -> None:
         raise UserError(KTO_PRECOMPUTE_REFUSED)
 
 
+EXAMPLES_KEY = "kto_examples"  # a training batch's own examples, for the step's KL rows (KTOTrainer.prepare_step)
+
+
+@dataclass(frozen=True)
+class BatchExamples:
+    """A batch's examples (`input_ids`, `labels`), carried as one object so batch placement leaves it alone."""
+
+    rows: tuple[dict[str, list[int]], ...]
+
+
+@dataclass
+class WithExamples:
+    """The kto collator's batch plus its examples, which `KTOTrainer.prepare_step` pairs into KL rows across
+    the whole accumulated batch (the collator's own KL rows pair examples of one micro-batch only)."""
+
+    collator: Any
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collator(features)
+        batch[EXAMPLES_KEY] = BatchExamples(tuple({"input_ids": list(f["input_ids"]), "labels": list(f["labels"])}
+                                                  for f in features))
+        return batch
+
+
 class KTOTrainer(ReferenceTrainer):
-    """KTO with `pref_beta`, `kto_chosen_weight` (λ_D), `kto_rejected_weight` (λ_U) and `pref_ftx`."""
+    """KTO with `pref_beta`, `kto_chosen_weight` (λ_D), `kto_rejected_weight` (λ_U) and `pref_ftx`.
+
+    In training, the reference point z₀ is the KL of the whole optimizer step: its mismatched rows
+    (x_i, y_{i-1}) pair the examples of every micro-batch and every process in the order one process
+    with the whole batch would see them (accelerate hands global batch m·P + r to process r as its
+    micro-batch m), so batch 8 × accumulation 1, 2 × 4 and 2 processes × 2 × 2 train alike. In
+    evaluation each batch's own KL rows (from the collator) give its z₀.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         config = kwargs.get("config")
         if config is not None and config.finetuning.precompute_ref_log_probs:
             raise UserError(KTO_PRECOMPUTE_REFUSED)
         super().__init__(*args, **kwargs)
+        self.data_collator = WithExamples(self.data_collator)
+        self.step_kl = torch.zeros(())
         if self.args.per_device_train_batch_size < 2:
             logger.warning("kto: per_device_train_batch_size is 1, so each example's mismatched KL row is the example "
                            "itself and the KL estimate equals its own reward; use a batch size of 2 or more.")
@@ -154,29 +187,78 @@ class KTOTrainer(ReferenceTrainer):
         half = logps.shape[0] // 2
         return {"ref_logps": logps[:half], "ref_kl_logps": logps[half:]}
 
+    def step_counts(self, batch: dict[str, Any]) -> dict[str, Any]:
+        tags = batch["kto_tags"]
+        return {"examples": tags.numel(), "desirable": tags.sum()}  # the KTO loss / the SFT term average over these
+
+    def prepare_step(self, batches: list[dict[str, Any]]) -> None:
+        """z₀ of this step (Ethayarajh et al. 2024, sec. 4.1, as `losses.preference.kto_kl_estimate`): the mean
+        policy-vs-reference log-ratio over the mismatched rows of the whole accumulated batch, clamped at 0."""
+        local = [list(batch.pop(EXAMPLES_KEY).rows) for batch in batches]
+        processes, rank = self.accelerator.num_processes, self.accelerator.process_index
+        if processes > 1:
+            from accelerate.utils import gather_object
+
+            by_rank = gather_object([local])
+            order = [(r, m) for m in range(len(local)) for r in range(processes)]
+            micro = [by_rank[r][m] for r, m in order]
+        else:
+            order, micro = [(0, m) for m in range(len(local))], local
+        features = [example for part in micro for example in part]
+        kl_rows = mismatched_rows(features, int(self.config.data.cutoff_len))
+        mine, start = [], 0
+        for (r, _), part in zip(order, micro, strict=True):
+            if r == rank:
+                mine.extend(kl_rows[start : start + len(part)])
+            start += len(part)
+        total = torch.zeros((), dtype=torch.float64, device=self.args.device)
+        size = self.args.per_device_train_batch_size
+        with torch.no_grad():
+            for begin in range(0, len(mine), size):
+                batch = self._kl_batch(mine[begin : begin + size])
+                policy, _ = summed_logps(self.model, batch)
+                with self.reference() as ref:
+                    reference, _ = summed_logps(ref, batch)
+                total = total + (policy - reference).double().sum()
+        if processes > 1:
+            total = self.accelerator.reduce(total, reduction="sum")
+        self.step_kl = (total / max(len(features), 1)).clamp(min=0).float()
+
+    def _kl_batch(self, kl_rows: list[tuple[list[int], list[int]]]) -> dict[str, Any]:
+        """KL rows in the collator's layout (padding-free or padded), on the training device."""
+        collator = self.data_collator.collator
+        if collator.padding_free:
+            batch = pack_sequences(kl_rows, collator.pad_token_id, collator.varlen_attention)
+        else:
+            batch = pad_right(kl_rows, collator.pad_token_id)
+        return {k: v.to(self.args.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         ft = self.config.finetuning
+        inputs.pop(EXAMPLES_KEY, None)
         tags = inputs["kto_tags"].bool()
         logps, lengths = summed_logps(model, examples_part(inputs))
-        with torch.no_grad():
-            kl_logps, _ = summed_logps(model, kl_part(inputs))
-        if "ref_logps" in inputs:
-            ref_logps, ref_kl_logps = inputs["ref_logps"], inputs["ref_kl_logps"]
-        else:
+        if num_items_in_batch is not None:  # training: z0 of the whole step (prepare_step)
+            kl = self.step_kl.to(logps.device)
+            with self.reference() as ref:
+                ref_logps, _ = summed_logps(ref, examples_part(inputs))
+        else:  # evaluation: z0 of this batch's own KL rows
+            with torch.no_grad():
+                kl_logps, _ = summed_logps(model, kl_part(inputs))
             with self.reference() as ref:
                 values = self.reference_values(ref, inputs)
-            ref_logps, ref_kl_logps = values["ref_logps"], values["ref_kl_logps"]
-        kl = L.kto_kl_estimate(kl_logps, ref_kl_logps)
+            ref_logps = values["ref_logps"]
+            kl = L.kto_kl_estimate(kl_logps, values["ref_kl_logps"])
         ratios = logps - ref_logps
         losses = L.kto_loss(ratios[tags], ratios[~tags], kl, ft.pref_beta, ft.kto_chosen_weight, ft.kto_rejected_weight)
-        loss = losses.mean()
+        loss = self.step_share(losses.sum(), "examples", num_items_in_batch, tags.numel())  # mean over the step
         parts: dict[str, Any] = {"kl": kl}
         avg = logps / lengths.clamp(min=1)
-        if ft.pref_ftx > 1e-6 and bool(tags.any()):
-            sft = L.sft_loss(avg[tags]).mean()
-            parts["loss/kto"], parts["loss/sft"] = loss.detach(), sft.detach()
-            loss = loss + ft.pref_ftx * sft
+        if ft.pref_ftx > 1e-6:  # the SFT term: a mean over the step's desirable examples
+            sft = L.sft_loss(avg[tags])
+            parts["loss/kto"], parts["loss/sft"] = losses.detach(), sft.detach()
+            loss = loss + ft.pref_ftx * self.step_share(sft.sum(), "desirable", num_items_in_batch, tags.sum())
         rewards = ft.pref_beta * ratios.detach()
         if bool(tags.any()):
             parts["rewards/chosen"], parts["logps/chosen"] = rewards[tags], logps[tags].detach()

@@ -17,8 +17,16 @@ from typing import Any
 import torch
 
 from tunelab.config.resolved import Config
-from tunelab.data.batching import TOKEN_COUNT_KEY, pack_batch, packed_batch, pad_right, uses_varlen_attention
+from tunelab.data.batching import (
+    TOKEN_COUNT_KEY,
+    pack_batch,
+    packed_batch,
+    pad_right,
+    split_packed_rows,
+    uses_varlen_attention,
+)
 from tunelab.data.labels import IGNORE_INDEX
+from tunelab.model.packing_isolation import packing_isolation
 from tunelab.train.data_prep import PreparedData
 from tunelab.train.losses.lm import summed_lm_loss
 from tunelab.train.losses.logprobs import forward_hidden, unwrap
@@ -49,14 +57,17 @@ class PaddingCollator:
 
 @dataclass
 class PackedCollator:
-    """Rows packed ahead by `packing` (`segment_lengths`): see `data/batching.packed_batch`."""
+    """Rows packed ahead by `packing` (`segment_lengths`): see `data/batching.packed_batch`. With
+    `isolates: False` (a model that would let one example see another, `model/packing_isolation.py`)
+    each row's examples are split apart again and padded into rows of their own."""
 
     pad_token_id: int
-    varlen_attention: bool = False
-    mask_dtype: Any = None
+    isolates: bool = True
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        return packed_batch(features, self.pad_token_id, self.varlen_attention, self.mask_dtype)
+        if not self.isolates:
+            return PaddingCollator(self.pad_token_id)(split_packed_rows(features))
+        return packed_batch(features, self.pad_token_id)
 
 
 @dataclass
@@ -67,20 +78,21 @@ class PaddingFreeCollator:
 
     pad_token_id: int
     varlen_attention: bool = False
-    mask_dtype: Any = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [{"input_ids": f["input_ids"], "labels": f.get("labels", f["input_ids"])} for f in features]
-        return pack_batch(rows, self.pad_token_id, self.varlen_attention, self.mask_dtype)[0]
+        return pack_batch(rows, self.pad_token_id, self.varlen_attention)[0]
 
 
 def make_collator(prepared: PreparedData, tokenizer: Any, model: Any, config: Config | None) -> Any:
-    """Packed rows, padding-free batches or padded rows, as `packing` / `padding_free` say."""
-    varlen = uses_varlen_attention(model)
+    """Packed rows, padding-free batches or padded rows, as `packing` / `padding_free` say and as far as
+    the model keeps packed examples apart (`model/packing_isolation.py`)."""
+    packs = prepared.packed or bool(config is not None and config.data.padding_free)
+    isolates = packing_isolation(model).isolates if packs else True
     if prepared.packed:
-        return PackedCollator(pad_token_id=tokenizer.pad_token_id, varlen_attention=varlen, mask_dtype=model.dtype)
-    if config is not None and config.data.padding_free:
-        return PaddingFreeCollator(pad_token_id=tokenizer.pad_token_id, varlen_attention=varlen, mask_dtype=model.dtype)
+        return PackedCollator(pad_token_id=tokenizer.pad_token_id, isolates=isolates)
+    if packs and isolates:
+        return PaddingFreeCollator(pad_token_id=tokenizer.pad_token_id, varlen_attention=uses_varlen_attention(model))
     return PaddingCollator(pad_token_id=tokenizer.pad_token_id)
 
 

@@ -20,14 +20,13 @@ from tunelab.model.value_head import (
 from tunelab.train.collators import PairCollator, pair_layout
 from tunelab.train.data_prep import PreparedData
 from tunelab.train.losses.logprobs import (
-    check_packed_attention,
     forward_hidden,
     is_padding_free,
     last_token_states,
 )
 from tunelab.train.losses.preference import pairwise_reward_loss
 from tunelab.train.run.value_head_state import ValueHeadCheckpointMixin
-from tunelab.train.trainers.metrics import MetricsTrainer
+from tunelab.train.trainers.metrics import MetricsTrainer, sequence_count
 
 logger = logging.getLogger("tunelab.train")
 
@@ -48,7 +47,6 @@ def pair_rewards(model: Any, head: Any, batch: dict[str, Any]) -> Any:
     for a padded batch (one row per sequence) or a padding-free one (packed rows + `sequence_index`)."""
     if not is_padding_free(batch):
         return sequence_rewards(model, head, batch)
-    check_packed_attention(model, batch)
     return head(last_token_states(forward_hidden(model, batch), batch))
 
 
@@ -63,12 +61,15 @@ class RewardTrainer(ValueHeadCheckpointMixin, MetricsTrainer):
     def value_head(self) -> Any:
         return getattr(self.model, ATTRIBUTE)
 
+    def step_counts(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"pairs": sequence_count(batch) // 2}  # the loss is a mean over pairs
+
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         rewards = pair_rewards(model, self.value_head, inputs)  # chosen sequences, then rejected ones
         half = rewards.shape[0] // 2
         chosen, rejected = rewards[:half], rewards[half:]
-        loss = pairwise_reward_loss(chosen, rejected).mean()
+        loss = self.step_share(pairwise_reward_loss(chosen, rejected).sum(), "pairs", num_items_in_batch, half)
         self.record(model, {
             "accuracy": (chosen > rejected).float(), "rewards/chosen": chosen, "rewards/rejected": rejected,
             "rewards/margins": chosen - rejected,

@@ -6,6 +6,7 @@ stock counter wrong), LoRA+ learning rates, and the tokenizer saved with its cha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class TunelabTrainer(Seq2SeqTrainer):
             self.accelerator.wait_for_everyone()  # every rank's RNG state / ZeRO shards are staged before publishing
         if self.args.should_save:
             publish(staging_root(run_dir) / name, Path(run_dir) / name)
+            with contextlib.suppress(OSError):  # not empty: another rank's files, kept
+                staging_root(run_dir).rmdir()
             best = self.state.best_model_checkpoint
             if best and str(staging_root(run_dir)) in best:
                 self.state.best_model_checkpoint = best.replace(str(staging_root(run_dir)), str(run_dir))
@@ -62,11 +65,16 @@ class TunelabTrainer(Seq2SeqTrainer):
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
         tokens = inputs.pop(TOKEN_COUNT_KEY, None)
         if tokens is not None:
-            count = tokens.sum() if hasattr(tokens, "sum") else tokens
-            if self.accelerator.num_processes > 1:
-                count = self.accelerator.gather(count.reshape(1)).sum()
-            self.state.num_input_tokens_seen += int(count)
+            self.add_tokens_seen(tokens.sum() if hasattr(tokens, "sum") else tokens)
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def add_tokens_seen(self, count: Any) -> None:
+        """Add the non-padding tokens every process saw (under torchrun every process calls it at the same point)."""
+        if self.accelerator.num_processes > 1:
+            import torch
+
+            count = self.accelerator.gather(torch.as_tensor(count, device=self.args.device).reshape(1)).sum()
+        self.state.num_input_tokens_seen += int(count)
 
     def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
                         ignore_keys: list[str] | None = None, **kwargs: Any) -> Any:
