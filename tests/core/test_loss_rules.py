@@ -31,7 +31,7 @@ def sig(x: float) -> float:
 
 def two_processes(first, second):
     """Run first(all_reduce) and second(all_reduce) at once; all_reduce sums a tensor over both."""
-    barrier = threading.Barrier(2, timeout=30)
+    barrier = threading.Barrier(2, timeout=5)  # a process that skips an all-reduce fails the test, not hangs it
     slots: list[torch.Tensor | None] = [None, None]
 
     def reducer(rank: int):
@@ -45,7 +45,7 @@ def two_processes(first, second):
 
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(fn, reducer(rank)) for rank, fn in enumerate((first, second))]
-        return [f.result(timeout=60) for f in futures]
+        return [f.result(timeout=20) for f in futures]
 
 
 # -- preference losses --------------------------------------------------------------------------------
@@ -374,12 +374,13 @@ def test_group_advantages_of_single_completions_and_the_default_eps():
 
 
 def grpo_inputs():
-    """Ratios e^0.1, e^0.5 (clipped above, A > 0), e^-0.5 | e^0.3, e^-0.5 (clipped below, A < 0), e^0.25; padding."""
-    logps = t(0.1, 0.5, -0.5, 7.0, 0.3, -0.5, 0.25, 0.0).reshape(2, 4)
-    old = torch.zeros(2, 4, dtype=D)
-    ref = t(0.0, 0.2, -0.3, 0.0, 0.1, 0.0, 0.4, 0.0).reshape(2, 4)
+    """Responses of 4 and 5 tokens (one padding slot). Ratios: e^0.1, e^0.5 and e^0.4 (above the clip, A > 0),
+    e^-0.5 | e^0.3, e^-0.5 (below the clip, A < 0), e^0.25, 1, e^0.2 (above 1 + ε, A < 0: not clipped)."""
+    logps = t(0.1, 0.5, -0.5, 0.4, 7.0, 0.3, -0.5, 0.25, 0.0, 0.2).reshape(2, 5)
+    old = torch.zeros(2, 5, dtype=D)
+    ref = t(0.0, 0.2, -0.3, 0.1, 0.0, 0.1, 0.0, 0.4, 0.3, -0.2).reshape(2, 5)
     adv = t(1.5, -2.0)
-    mask = t(1, 1, 1, 0, 1, 1, 1, 0).reshape(2, 4)
+    mask = t(1, 1, 1, 1, 0, 1, 1, 1, 1, 1).reshape(2, 5)
     return logps, old, ref, adv, mask
 
 
@@ -411,7 +412,7 @@ def test_grpo_loss_defaults_parts_and_sum_reduction():
     assert loss.item() == pytest.approx(sum(per_sequence) / 2, rel=1e-12)
     assert parts["kl"].item() == pytest.approx(sum(kls) / 2, rel=1e-12)
     assert parts["policy_loss"].item() == pytest.approx(sum(policy) / 2, rel=1e-12)
-    assert clip_fraction == 2 / 6 and parts["clip_fraction"].item() == pytest.approx(clip_fraction, rel=1e-12)
+    assert clip_fraction == 3 / 9 and parts["clip_fraction"].item() == pytest.approx(clip_fraction, rel=1e-12)
     assert parts["clip_fraction"].dtype == D
     assert not any(p.requires_grad for p in parts.values())
     summed, _ = R.grpo_loss(logps, old, ref, adv, mask, reduction="sum")
