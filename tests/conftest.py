@@ -52,6 +52,23 @@ def _fresh_log_once() -> None:
     reset_log_once()
 
 
+@pytest.fixture(scope="session")
+def reward_model(tiny_qwen: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ppo's reward model for equivalence tests: the tiny Qwen2 with a seeded random value head, laid out as
+    a `stage: rm` output folder."""
+    import shutil
+
+    import torch
+
+    from tunelab.model.value_head import ValueHead, save_value_head
+
+    folder = tmp_path_factory.mktemp("reward-model") / "rm"
+    shutil.copytree(tiny_qwen, folder)
+    torch.manual_seed(1)
+    save_value_head(ValueHead(32), folder)
+    return folder
+
+
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """Tiny models run several times faster on one intra-op thread than on two contended ones

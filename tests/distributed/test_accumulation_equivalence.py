@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -36,18 +35,6 @@ gloo = pytest.mark.skipif(not torch.distributed.is_available() or not torch.dist
                           reason="torch built without gloo")
 
 Result = tuple[dict[str, Any], dict[str, torch.Tensor]]
-
-
-@pytest.fixture(scope="module")
-def reward_model(tiny_qwen: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ppo's reward model: the tiny Qwen2 with a random value head (seeded), as a stage: rm output folder."""
-    from tunelab.model.value_head import ValueHead, save_value_head
-
-    folder = tmp_path_factory.mktemp("reward-model") / "rm"
-    shutil.copytree(tiny_qwen, folder)
-    torch.manual_seed(1)
-    save_value_head(ValueHead(32), folder)
-    return folder
 
 
 def case_keys(case: str, reward_model: Path) -> dict[str, Any]:

@@ -40,18 +40,6 @@ STAGES = {
 }
 
 
-@pytest.fixture(scope="module")
-def reward_model(tiny_qwen: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ppo's reward model: the tiny Qwen2 with a seeded random value head, as a stage: rm output folder."""
-    from tunelab.model.value_head import ValueHead, save_value_head
-
-    folder = tmp_path_factory.mktemp("reward-model") / "rm"
-    shutil.copytree(tiny_qwen, folder)
-    torch.manual_seed(1)
-    save_value_head(ValueHead(32), folder)
-    return folder
-
-
 def train(model: Path, out: Path, keys: dict, **extra: object) -> None:
     values = {"model_name_or_path": model, "output_dir": out, **COMMON, **keys, **extra}
     run_training(parse_config([f"--{k}={v}" for k, v in values.items()]))

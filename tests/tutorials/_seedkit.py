@@ -105,3 +105,18 @@ def run(capsys: pytest.CaptureFixture[str], *argv: object) -> Result:
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return Result(code, captured.out, captured.err)
+
+
+def wait_for_job(run_dir: Path | str, timeout: float) -> str:
+    """The final status of a board job, polled from its run folder (the board's own reader)."""
+    import time
+
+    from tunelab.webui import runs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = runs.read_run(run_dir)
+        if info is not None and info.status != "running":
+            return info.status
+        time.sleep(0.2)
+    raise AssertionError(f"the board job did not finish: {(Path(run_dir) / runs.LOG_FILE).read_text()[-2000:]}")

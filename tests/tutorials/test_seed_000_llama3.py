@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _seedkit import SEED_000_MERGE, SEED_000_TRAIN, run, write_seed_000_data
+from _seedkit import SEED_000_MERGE, SEED_000_TRAIN, run, wait_for_job, write_seed_000_data
 
 import tunelab.config.hardware as hardware
 from tunelab.cli.main import main
@@ -154,17 +153,6 @@ def test_export_with_the_tutorials_own_merge_file(at_seed, capsys):
     assert len(AutoTokenizer.from_pretrained(export_dir).encode("<|eot_id|>", add_special_tokens=False)) == 1
 
 
-def _wait(run_dir: Path, timeout: float) -> str:
-    from tunelab.webui import runs
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = runs.read_run(run_dir)
-        if info is not None and info.status != "running":
-            return info.status
-        time.sleep(0.2)
-    raise AssertionError(f"the web UI job did not finish: {(run_dir / runs.LOG_FILE).read_text()[-2000:]}")
-
 
 def test_web_ui_trains_the_tutorials_run(at_seed, tmp_path):
     """`llamafactory-cli webui`, Train tab: the tutorial's model, template, data and LoRA settings."""
@@ -177,7 +165,7 @@ def test_web_ui_trains_the_tutorials_run(at_seed, tmp_path):
               "lora_rank": 8, "lora_alpha": 16, "lora_target": "q_proj,v_proj", "logging_steps": 1,
               "output_dir": str(tmp_path / "webui-run")}
     info = start_job("train", values, None, at_seed.root / "saves")
-    assert _wait(Path(info.run_dir), 180) == "finished", (Path(info.run_dir) / runs.LOG_FILE).read_text()[-2000:]
+    assert wait_for_job(Path(info.run_dir), 180) == "finished", (Path(info.run_dir) / runs.LOG_FILE).read_text()[-2000:]
     assert (tmp_path / "webui-run" / "adapter_model.safetensors").is_file()
 
 

@@ -6,11 +6,10 @@ then trains with those changed (TensorBoard logging included); LLaMA Board train
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
-from _seedkit import run
+from _seedkit import run, wait_for_job
 
 import tunelab.config.hardware as hardware
 from tunelab.data.dataset_info import bundled_data_dir
@@ -81,17 +80,6 @@ def test_the_script_trains_with_those_changes(llama_factory_dir, tiny_qwen, caps
     assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["role"] == "assistant"
 
 
-def _wait(run_dir: str, timeout: float) -> str:
-    from tunelab.webui import runs
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = runs.read_run(run_dir)
-        if info is not None and info.status != "running":
-            return info.status
-        time.sleep(0.2)
-    raise AssertionError(f"the board job did not finish: {(Path(run_dir) / runs.LOG_FILE).read_text()[-2000:]}")
-
 
 BOARD = {"template": "qwen", "finetuning_type": "lora", "dataset_dir": "data", "dataset": ["alpaca_gpt4_zh"],
          "learning_rate": 5e-5, "max_steps": 2, "cutoff_len": 256, "per_device_train_batch_size": 2,
@@ -107,7 +95,7 @@ def test_llama_board_trains_chats_and_exports(llama_factory_dir, tiny_qwen, tmp_
     saves = llama_factory_dir / "saves"
     values = {**BOARD, "model_name_or_path": str(tiny_qwen), "output_dir": str(saves / "Qwen1.5-1.8B" / "lora" / "qwen")}
     info = start_job("train", values, None, saves)
-    assert _wait(info.run_dir, 180) == "finished", (Path(info.run_dir) / runs.LOG_FILE).read_text()[-2000:]
+    assert wait_for_job(info.run_dir, 180) == "finished", (Path(info.run_dir) / runs.LOG_FILE).read_text()[-2000:]
     adapter = saves / "Qwen1.5-1.8B" / "lora" / "qwen"
     assert (adapter / "adapter_model.safetensors").is_file()
 
@@ -123,7 +111,7 @@ def test_llama_board_trains_chats_and_exports(llama_factory_dir, tiny_qwen, tmp_
     info = start_job("export", {"model_name_or_path": str(tiny_qwen), "template": "qwen", "finetuning_type": "lora",
                                 "checkpoint_path": str(adapter), "export_dir": str(export_dir), "export_size": 1.0},
                      None, saves)
-    assert _wait(info.run_dir, 180) == "finished", (Path(info.run_dir) / runs.LOG_FILE).read_text()[-2000:]
+    assert wait_for_job(info.run_dir, 180) == "finished", (Path(info.run_dir) / runs.LOG_FILE).read_text()[-2000:]
     assert (export_dir / "model.safetensors").is_file() and (export_dir / "config.json").is_file()
 
 

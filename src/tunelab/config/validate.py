@@ -80,11 +80,6 @@ def config_problems(config: Config) -> list[str]:
     return problems
 
 
-def validate_for_training(config: Config) -> None:
-    """Extra requirements of `tunelab train` (a config for chat or export need not name these)."""
-    raise_problems(training_problems(config), config.source_file)
-
-
 def training_problems(config: Config) -> list[str]:
     """The keys `tunelab train` needs that `config` does not set."""
     problems: list[str] = []
