@@ -74,7 +74,7 @@ def model_problems(config: Config) -> list[str]:
     problems = model_folder_problems(config.model)
     if problems or not config.model.model_name_or_path:
         return problems
-    folder = Path(config.model.model_name_or_path).expanduser()
+    folder = _native_config_folder(config)
     if (folder / "config.json").is_file():
         from tunelab.model.layer_check import lora_target_problems
 
@@ -107,10 +107,19 @@ def tokenizer_problems(config: Config, tokenizer: Any) -> list[str]:
     return problems
 
 
+def _native_config_folder(config: Config) -> Path:
+    """The folder whose config.json describes the model as tunelab builds it: for a remote-code family
+    tunelab loads natively, its converted folder (config and tokenizer only: no weights are read)."""
+    from tunelab.model.legacy import resolve_native
+
+    name = config.model.model_name_or_path or ""
+    return Path(resolve_native(name, weights=False) if Path(name).expanduser().is_dir() else name).expanduser()
+
+
 def _config_vocab_size(config: Config) -> int | None:
     import json
 
-    path = Path(config.model.model_name_or_path or "").expanduser() / "config.json"
+    path = _native_config_folder(config) / "config.json"
     try:
         vocab = json.loads(path.read_text(encoding="utf-8")).get("vocab_size")
     except (OSError, ValueError, AttributeError):
@@ -123,7 +132,7 @@ def _tokenizer(config: Config) -> Any:
     from tunelab.model.folder import hub_offline
     from tunelab.model.load import load_tokenizer, resolve_model_path
 
-    path = resolve_model_path(config.model.model_name_or_path or "")
+    path = resolve_model_path(config.model.model_name_or_path or "", weights=False)
     if not Path(path).exists() and not hub_offline():
         return None  # a hub id online: downloading a tokenizer is not a check's job
     try:

@@ -45,6 +45,11 @@ def shared_dir() -> Path:
     raise FileNotFoundError("shared/fixtures/tokenizers not found; set TUNELAB_SHARED to the shared folder")
 
 
+def legacy_fixture_path(family: str) -> Path:
+    """A tutorial family's tiny checkpoint in its original remote-code layout (`shared/fixtures/legacy/`)."""
+    return shared_dir() / "fixtures" / "legacy" / family
+
+
 def fixture_tokenizer_path(name: str) -> Path:
     """Path of a real tokenizer in shared/fixtures/tokenizers (qwen2.5, qwen3, deepseek-v3)."""
     path = shared_dir() / "fixtures" / "tokenizers" / name

@@ -21,4 +21,8 @@ class ExportArguments:
     export_quantization_nsamples: int = field(default=128, metadata={"help": "Calibration examples for export quantization."})
     export_quantization_maxlen: int = field(default=1024, metadata={"help": "Calibration sequence length."})
     export_legacy_format: bool = field(default=False, metadata={"help": "Write .bin files instead of safetensors."})
+    export_format: Literal["native", "original"] = field(
+        default="native", metadata={"help": "tunelab: for a remote-code family tunelab converts (docs/models.md): "
+                                    "native (plain transformers, vLLM, GGUF) or original (its own layout and code files)."}
+    )
     export_hub_model_id: str | None = field(default=None, metadata={"help": "Push the exported model to this hub repository."})

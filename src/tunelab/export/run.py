@@ -57,6 +57,14 @@ def check_request(config: Config, options: ExportOptions) -> Path:
         )
     if options.gguf is not None and options.gguf not in GGUF_TYPES:
         raise UserError(f"--gguf {options.gguf}: choose one of {', '.join(GGUF_TYPES)}.")
+    if config.export.export_format == "original":
+        from tunelab.export.original_layout import source_family
+
+        source_family(config.model.model_name_or_path or "")
+        if config.export.export_quantization_bit is not None or options.gguf:
+            raise UserError("export_format: original writes the family's own layout for its own code; GPTQ "
+                            "(export_quantization_bit) and GGUF (--gguf) are written from the native layout: "
+                            "use export_format: native for them.")
     out = Path(config.export.export_dir)
     if options.verify_only and not (out / "config.json").is_file():
         raise UserError(f"--verify-only: {out} holds no exported model (no config.json); run `tunelab export` first.")
@@ -85,10 +93,11 @@ def _collect() -> None:
 
 
 def _reload_and_check(out: Path, dtype: Any, device: str, probes: list[list[int]], reference: list[Any],
-                      base: list[Any] | None, tokenizer: Any) -> verify.Check:
+                      base: list[Any] | None, tokenizer: Any, trust_remote_code: bool) -> verify.Check:
     from transformers import AutoModelForCausalLM
 
-    exported = AutoModelForCausalLM.from_pretrained(out, dtype=dtype).to(device).eval()
+    exported = AutoModelForCausalLM.from_pretrained(out, dtype=dtype, trust_remote_code=trust_remote_code)
+    exported = exported.to(device).eval()
     logits = verify.logits_of(exported, probes)
     del exported
     check = verify.compare(logits, reference, base, str(dtype).removeprefix("torch."))
@@ -119,7 +128,8 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
     if options.verify_only:
         model = loaded.model = None
         _collect()
-        result.check = _reload_and_check(out, dtype, device, probes, reference, base_logits, loaded.tokenizer)
+        result.check = _reload_and_check(out, dtype, device, probes, reference, base_logits, loaded.tokenizer,
+                                          config.model.trust_remote_code)
         return result
 
     model = merge.merge_all(model, paths)
@@ -131,7 +141,8 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
     companions.save_tokenizer(loaded.tokenizer, template, out)
     result.value_head = companions.copy_value_head([loaded.model_path, *paths], out)
     if options.verify:
-        result.check = _reload_and_check(out, dtype, device, probes, reference, base_logits, loaded.tokenizer)
+        result.check = _reload_and_check(out, dtype, device, probes, reference, base_logits, loaded.tokenizer,
+                                          config.model.trust_remote_code)
     else:
         logger.warning("the export was not verified (--no-verify)")
     if options.gguf:
@@ -140,6 +151,8 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
         result.gguf = write_gguf(out, out / f"model-{options.gguf}.gguf", options.gguf)
     if options.modelfile:
         result.modelfile = _write_modelfile(out, template, loaded.tokenizer, result.gguf)
+    if config.export.export_format == "original":
+        _write_original(config, out, options, dtype, device, probes, reference, base_logits)
     if config.export.export_quantization_bit is not None:
         from tunelab.export.gptq import quantize_export
 
@@ -149,6 +162,26 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
 
         push_folder(out, config.export.export_hub_model_id, token=config.model.hf_hub_token)
     return result
+
+
+def _write_original(config: Config, out: Path, options: ExportOptions, dtype: Any, device: str,
+                    probes: list[list[int]], reference: list[Any], base: list[Any] | None) -> None:
+    """The verified native export rewritten in the family's own layout, then checked again as tunelab loads
+    an original checkpoint (converted back): the same logits as base + adapters."""
+    from tunelab.export.original_layout import write_original_layout
+    from tunelab.model.legacy import resolve_native
+
+    write_original_layout(out, config.model.model_name_or_path or "", legacy_format=config.export.export_legacy_format)
+    if not options.verify:
+        return
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(resolve_native(str(out)), dtype=dtype).to(device).eval()
+    logits = verify.logits_of(reloaded, probes)
+    del reloaded
+    check = verify.compare(logits, reference, base, str(dtype).removeprefix("torch."))
+    verify.require_pass(check, str(out))
+    logger.info("export_format: original verified: max |Δlogits| %.2e against base + adapters", check.max_error)
 
 
 def _write_modelfile(out: Path, template: Template | None, tokenizer: Any, gguf: Path | None) -> Path | None:

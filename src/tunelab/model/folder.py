@@ -44,6 +44,10 @@ def _config_problems(key: str, name: str, folder: Path, args: ModelArguments) ->
         return [f"{key}: {folder / 'config.json'} cannot be read as JSON ({error}); the model folder is damaged."]
     if not isinstance(config, dict):
         return [f"{key}: {folder / 'config.json'} is not a JSON object; the model folder is damaged."]
+    from tunelab.model.legacy import family_of_config
+
+    if family_of_config(config) is not None:
+        return []  # tunelab loads it natively: its own code is never needed (docs/models.md)
     problems: list[str] = []
     model_type = config.get("model_type")
     auto_map = config.get("auto_map") if isinstance(config.get("auto_map"), dict) else {}

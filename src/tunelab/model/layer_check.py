@@ -39,8 +39,10 @@ def lora_target_problems(args: ModelArguments, ft: FinetuningArguments, folder: 
     model = _meta_model(folder, args)
     if model is None:
         return []
+    from tunelab.model.legacy import family_of_model, native_lora_targets
     from tunelab.model.tuning import linear_module_names
 
+    targets = native_lora_targets(targets, family_of_model(model))
     available = linear_module_names(model)
     missing = [t for t in targets if t not in available]
     if not missing:

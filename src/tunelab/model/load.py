@@ -17,15 +17,18 @@ from tunelab.errors import UserError
 logger = logging.getLogger("tunelab.model")
 
 
-def resolve_model_path(name_or_path: str | None) -> str:
-    """A local folder, a built-in tiny model (`tunelab/...`) built on first use, or a hub id."""
+def resolve_model_path(name_or_path: str | None, *, weights: bool = True) -> str:
+    """A local folder, a built-in tiny model (`tunelab/...`) built on first use, or a hub id; a checkpoint of
+    a remote-code family tunelab knows (docs/models.md) becomes its cached native folder, converted on first
+    use (`weights=False`: config and tokenizer only, what `tunelab check` reads)."""
     if not name_or_path:
         raise UserError("model_name_or_path is not set; give a local model folder or a hub id.")
     from tunelab.model.builtin import is_builtin, materialize_builtin
+    from tunelab.model.legacy import resolve_native
 
     if is_builtin(name_or_path):
         return str(materialize_builtin(name_or_path))
-    return name_or_path
+    return resolve_native(name_or_path, weights=weights)
 
 
 def _hub_kwargs(args: ModelArguments) -> dict[str, Any]:
@@ -57,6 +60,19 @@ def _load_error(kind: str, path: str, error: Exception) -> UserError:
     )
 
 
+def _sorted_error(kind: str, path: str, error: Exception) -> Exception:
+    """A loading failure as the user's problem (UserError, exit 2) when it is one: a wrong path or hub id,
+    or the checkpoint's own code failing (remote_code.py); anything else is tunelab's and keeps its traceback."""
+    from tunelab.model.remote_code import remote_code_error
+
+    remote = remote_code_error(kind, path, error)
+    if remote is not None:
+        return remote
+    if isinstance(error, (OSError, ValueError)):
+        return _load_error(kind, path, error)
+    return error
+
+
 def load_tokenizer(args: ModelArguments, model_path: str | None = None) -> Any:
     """Load the tokenizer, add requested tokens, and make sure a pad token exists (logged)."""
     from transformers import AutoTokenizer
@@ -64,8 +80,8 @@ def load_tokenizer(args: ModelArguments, model_path: str | None = None) -> Any:
     path = model_path or resolve_model_path(args.model_name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=args.use_fast_tokenizer, **_hub_kwargs(args))
-    except (OSError, ValueError) as error:
-        raise _load_error("tokenizer", path, error) from None
+    except Exception as error:  # noqa: BLE001 - sorted below: a user's path, the model's own code, or ours
+        raise _sorted_error("tokenizer", path, error) from None
     special = args.special_tokens_to_add()
     if special:
         added = add_special_tokens(tokenizer, special)
@@ -117,8 +133,8 @@ def load_model(
     path = model_path or resolve_model_path(args.model_name_or_path)
     try:
         config = AutoConfig.from_pretrained(path, **_hub_kwargs(args))
-    except (OSError, ValueError) as error:
-        raise _load_error("model", path, error) from None
+    except Exception as error:  # noqa: BLE001 - sorted by _sorted_error
+        raise _sorted_error("model", path, error) from None
     if args.rope_scaling:
         config.rope_scaling = {"type": args.rope_scaling, "rope_type": args.rope_scaling, "factor": 2.0}
         logger.info("rope_scaling = %s with factor 2.0", args.rope_scaling)
@@ -137,9 +153,9 @@ def load_model(
             model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=args.trust_remote_code)
             logger.info("train_from_scratch: the weights are randomly initialised")
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as error:
-        raise _load_error("model", path, error) from None
+            model = _from_pretrained(path, kwargs, args.flash_attn)
+    except Exception as error:  # noqa: BLE001 - sorted by _sorted_error
+        raise _sorted_error("model", path, error) from None
     vocab = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > vocab:
         if not (args.resize_vocab or args.special_tokens_to_add() or args.add_tokens):
@@ -152,3 +168,18 @@ def load_model(
     if for_training:
         model.config.use_cache = False
     return model
+
+
+def _from_pretrained(path: str, kwargs: dict[str, Any], flash_attn: str) -> Any:
+    """`from_pretrained`; with `flash_attn: auto`, a model that does not support the attention chosen (remote
+    code often supports eager only) falls back to eager, as transformers itself does when none is asked for."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except ValueError as error:
+        chosen = kwargs["attn_implementation"]
+        if flash_attn != "auto" or chosen == "eager" or "does not support" not in str(error):
+            raise
+        logger.info("flash_attn = auto: the model does not support %s attention; using eager attention", chosen)
+        return AutoModelForCausalLM.from_pretrained(path, **{**kwargs, "attn_implementation": "eager"})

@@ -102,7 +102,9 @@ def apply_freeze(model: Any, ft: FinetuningArguments, margs: ModelArguments, is_
 def lora_config(model: Any, ft: FinetuningArguments) -> Any:
     from peft import LoraConfig, TaskType
 
-    targets = ft.lora_target_modules()
+    from tunelab.model.legacy import family_of_model, native_lora_targets
+
+    targets = native_lora_targets(ft.lora_target_modules(), family_of_model(model))
     available = linear_module_names(model)
     if targets == ["all"]:
         targets = available
