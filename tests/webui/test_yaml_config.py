@@ -149,3 +149,13 @@ def test_jobs_get_fresh_folders_when_left_empty(tmp_path: Path) -> None:
     assert eval_dir.parent == tmp_path / "jobs" and eval_dir != Path(evaluation["save_dir"])
     export, _ = job_config("export", {"export_dir": "models/m"}, None, tmp_path)
     assert export["export_dir"] == "models/m"
+
+
+@pytest.mark.parametrize("job", ["train", "eval", "chat", "export"])
+def test_the_top_bar_trust_remote_code_reaches_every_job_only_when_ticked(job) -> None:
+    """Issue 25: a model with its own code needs trust_remote_code in every job the board runs."""
+    values = {**LORA_VALUES, "export_dir": "models/m", "trust_remote_code": True}
+    assert build_config(job, values)["trust_remote_code"] is True
+    assert "trust_remote_code" not in build_config(job, {**values, "trust_remote_code": False})
+    fields, _ = config_to_fields(job, {"trust_remote_code": True})
+    assert fields["trust_remote_code"] is True

@@ -46,8 +46,9 @@ def _config_problems(key: str, name: str, folder: Path, args: ModelArguments) ->
         return [f"{key}: {folder / 'config.json'} is not a JSON object; the model folder is damaged."]
     from tunelab.model.legacy import family_of_config
 
+    gptq = _gptq_problems(key, name, config)
     if family_of_config(config) is not None:
-        return []  # tunelab loads it natively: its own code is never needed (docs/models.md)
+        return gptq  # tunelab loads it natively: its own code is never needed (docs/models.md)
     problems: list[str] = []
     model_type = config.get("model_type")
     auto_map = config.get("auto_map") if isinstance(config.get("auto_map"), dict) else {}
@@ -71,6 +72,28 @@ def _config_problems(key: str, name: str, folder: Path, args: ModelArguments) ->
         problems.append(f"{key}: model type '{model_type}' is not built into transformers {transformers.__version__} "
                         "and the folder ships no code for it (no auto_map in config.json); use a newer transformers "
                         "or the model's own code with trust_remote_code: true.")
+    return problems + gptq
+
+
+def _gptq_problems(key: str, name: str, config: dict[str, object]) -> list[str]:
+    """A GPTQ checkpoint (Qwen-1_8B-Chat-Int4): transformers loads it through optimum + gptqmodel, whose
+    kernels are written for CUDA GPUs; each missing piece is named with its fix."""
+    quantization = config.get("quantization_config")
+    if not isinstance(quantization, dict) or str(quantization.get("quant_method", "")).lower() != "gptq":
+        return []
+    from tunelab.config.hardware import cuda_available
+    from tunelab.optional_packages import is_installed
+
+    bits = quantization.get("bits", "?")
+    what = f"{key}: '{name}' is a GPTQ-quantized checkpoint ({bits}-bit, quantization_config in config.json)"
+    problems: list[str] = []
+    if not cuda_available():
+        problems.append(f"{what}: its kernels need a CUDA GPU and none was found; on this machine use the "
+                        "unquantized model (e.g. Qwen-1_8B-Chat for Qwen-1_8B-Chat-Int4).")
+    missing = [package for package in ("optimum", "gptqmodel") if not is_installed(package)]
+    if missing:
+        problems.append(f"{what}: loading it needs {' and '.join(missing)}; install them with "
+                        "pip install \"tunelab[gptq]\".")
     return problems
 
 

@@ -36,6 +36,7 @@ def _top_bar(board: Board, lang: str) -> None:
         checkpoint = board.add("checkpoint_path", lang, choices=[], scale=4)
         refresh = board.button("refresh_checkpoints", lang, scale=0)
         board.add("quantization_bit", lang, scale=1)
+        board.add("trust_remote_code", lang, scale=1)
 
     def guess_template(path: str, current: str) -> str:
         return catalog.infer_template(path) or current

@@ -109,6 +109,11 @@ def _load_quantization(config: Mapping[str, Any]) -> str:
     return "none" if bit is None else str(bit)
 
 
+def _trust_remote_code(value: Any, values: Values) -> dict[str, Any]:
+    """Written only when ticked: the default (false) stays out of every generated config."""
+    return {"trust_remote_code": True} if value else {}
+
+
 def _export_quantization(value: Any, values: Values) -> dict[str, Any]:
     return {} if value in (None, "", "none") else {"export_quantization_bit": int(value)}
 
@@ -162,6 +167,8 @@ FIELDS: tuple[Field, ...] = (
           convert=_checkpoint, load=_load_checkpoint),
     Field("quantization_bit", ("quantization_bit",), "choice", "none", TOP, QUANTIZATION_BITS,
           convert=_quantization, load=_load_quantization),
+    Field("trust_remote_code", ("trust_remote_code",), "bool", False, TOP, convert=_trust_remote_code,
+          load=lambda config: bool(config.get("trust_remote_code"))),
     # train tab
     _f("stage", "choice", "sft", TRAIN, choices=STAGE_NAMES),
     _f("dataset_dir", "text", "data", TRAIN),

@@ -16,6 +16,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "finetuning_type": ("Finetuning method", "微调方法"),
     "checkpoint_path": ("Adapter / checkpoint (a trained run)", "适配器 / 检查点"),
     "quantization_bit": ("Quantization bit (QLoRA)", "量化等级"),
+    "trust_remote_code": ("Trust the model's own code (trust_remote_code)", "信任模型自带代码 (trust_remote_code)"),
     "refresh_checkpoints": ("Refresh", "刷新"),
     # tabs
     "tab_train": ("Train", "训练"),
