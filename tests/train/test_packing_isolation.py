@@ -35,6 +35,10 @@ ARCHITECTURES: dict[str, dict] = {
     "gpt_oss": {**WINDOW, "num_local_experts": 4, "num_experts_per_tok": 2},
     "qwen3_5_text": LINEAR, "qwen3_5_moe_text": {**LINEAR, **MOE}, "qwen3_next": {**LINEAR, **MOE},
     "falcon_h1": {}, "lfm2": {"layer_types": ["conv", "full_attention", "conv", "full_attention"]},
+    # tunelab's own classes of remote-code families (model/legacy/); TeleChat2's rope changes past 8 tokens here
+    "tunelab_baichuan2_alibi": {"num_key_value_heads": 4},
+    "tunelab_telechat2": {"training_seqlen": 8, "base_seqlen": 8},
+    "tunelab_yuan2": {"num_key_value_heads": 4},
 }
 NO_SDPA = {"gemma2", "gpt_oss"}  # transformers runs these with eager attention only
 CASES = [(arch, attention) for arch in ARCHITECTURES for attention in ("sdpa", "eager")
@@ -43,6 +47,12 @@ CASES = [(arch, attention) for arch in ARCHITECTURES for attention in ("sdpa", "
 
 def tiny_model(arch: str, attention: str):
     from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tunelab.model.legacy import FAMILIES
+
+    for family in FAMILIES:  # tunelab's own classes join the Auto classes as a converted checkpoint loads
+        if family.register is not None:
+            family.register()
 
     config = AutoConfig.for_model(arch, **{**COMMON, **ARCHITECTURES[arch]})
     torch.manual_seed(0)

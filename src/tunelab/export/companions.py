@@ -71,3 +71,22 @@ def copy_value_head(folders: list[str], out_dir: Path) -> Path | None:
     shutil.copyfile(source, target)
     logger.info("copied the value head %s to %s", source, target)
     return target
+
+
+def copy_model_code(out_dir: Path) -> Path | None:
+    """A model of a tunelab-implemented family (docs/models.md) is written with that family's module next to
+    it (config.json's auto_map names it), so plain transformers loads the export with trust_remote_code."""
+    import json
+
+    from tunelab.model.legacy import family_named
+    from tunelab.model.legacy.convert import FAMILY_KEY
+
+    config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    family = family_named(config.get(FAMILY_KEY))
+    if family is None or family.code_file is None:
+        return None
+    target = out_dir / family.code_file.name
+    shutil.copyfile(family.code_file, target)
+    logger.info("wrote %s next to the weights: plain transformers loads this %s export with trust_remote_code=True "
+                "(tunelab loads it without)", target.name, family.display)
+    return target

@@ -11,7 +11,8 @@ tunelab pads instead, and says so.
 The decision, in order:
 
 1. `PROVEN`: architectures whose packed losses and gradients equal the examples alone, per example,
-   in `tests/train/test_packing_isolation.py` (sdpa and eager, float32, atol 1e-5);
+   in `tests/train/test_packing_isolation.py` (sdpa and eager, float32, atol 1e-5; tunelab's own classes
+   in `tests/model/legacy/`);
 2. `CARRIES_STATE`: architectures known to leak, with the reason;
 3. anything else: a probe at start-up, one forward of two short sequences packed and alone on the
    real model (milliseconds on a GPU); packing is used only if they agree.
@@ -32,6 +33,8 @@ PROVEN: frozenset[str] = frozenset({
     "llama", "mistral", "ministral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
     "gemma3_text", "phi", "phi3", "glm", "glm4", "deepseek_v3", "olmo2", "granite", "cohere", "starcoder2",
     "smollm3", "exaone4",
+    # tunelab's own classes of remote-code families (model/legacy/), proved in tests/model/legacy/test_<family>.py
+    "tunelab_baichuan2_alibi", "tunelab_telechat2", "tunelab_yuan2",
 })
 
 _LINEAR_ATTENTION = ("its gated DeltaNet (linear attention) layers carry a state along the row, and their torch "

@@ -14,12 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tunelab.model.legacy import baichuan2, chatglm3, qwen, telechat2, yuan2
 from tunelab.model.legacy.family import LegacyFamily
 
 logger = logging.getLogger("tunelab.model")
 
 #: every family, in the order their `matches` are tried (the first match wins)
-FAMILIES: tuple[LegacyFamily, ...] = ()
+FAMILIES: tuple[LegacyFamily, ...] = (chatglm3.FAMILY, qwen.FAMILY, *baichuan2.FAMILIES, yuan2.FAMILY,
+                                       telechat2.FAMILY)
 
 
 def family_of_config(config: Mapping[str, Any]) -> LegacyFamily | None:
