@@ -272,14 +272,24 @@ def test_api_and_webchat_serve_the_trained_model(at, monkeypatch):
     assert launched["model"].template.name == at.seed.template
 
 
+# seed 001's "huggingface 推理" snippet on the merged export (plain transformers, no tunelab), then logits
 RELOAD = """
 import json, sys, torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32, trust_remote_code=True).eval()
+text = tokenizer.apply_chat_template([{"role": "user", "content": "生抽与老抽的区别？"}], tokenize=False,
+                                     add_generation_prompt=True)
+inputs = tokenizer([text], return_tensors="pt")
+generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+assert generated.shape[1] > inputs.input_ids.shape[1]
 ids = torch.tensor([json.loads(sys.argv[2])])
 with torch.no_grad():
     print(json.dumps(model(input_ids=ids).logits[0].tolist()))
 """
+ROOT = Path(__file__).resolve().parents[2]
+#: the oracle environment (scripts/oracle/setup.sh) whose transformers runs each family's own code
+ORACLE_ENV = {"chatglm3": "tf-4.41.2"}
 
 
 def _reference_logits(at: Trained, ids: list[int]) -> torch.Tensor:
@@ -337,6 +347,53 @@ def test_original_layout_export_matches_the_checkpoint_layout_and_reloads(at, ca
         return found
 
     assert shapes(export_dir) == shapes(source)
+    oracle = ROOT / ".oracle" / ORACLE_ENV.get(at.seed.family, "tf-4.53.3") / "bin" / "python"
+    if not oracle.exists():
+        return  # the family's own code needs its transformers 4.x: scripts/oracle/setup.sh builds it
+    ids = [11, 220, 1000, 3000, 5, 42, 77, 900]
+    done = subprocess.run([str(oracle), str(ROOT / "scripts" / "oracle" / "reload_original.py"), at.seed.family,
+                           str(export_dir), json.dumps(ids)], capture_output=True, text=True, timeout=600,
+                          cwd=at.root, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    own_code = torch.tensor(json.loads(done.stdout.strip().splitlines()[-1]))
+    reference = _reference_logits(at, ids)
+    assert torch.allclose(own_code, reference, atol=1e-4), (own_code - reference).abs().max()
+
+
+# seed 001's own inference and merge files (model and adapter paths as the tutorial writes them)
+SEED_001_INFERENCE = """model_name_or_path: ./telechat_7B
+adapter_name_or_path: saves/telechat_7B_lora
+template: telechat
+infer_backend: huggingface  # choices: [huggingface, vllm]
+"""
+SEED_001_MERGE = """### Note: DO NOT use quantized model or quantization_bit when merging lora adapters
+### model
+model_name_or_path: ./telechat_7B
+adapter_name_or_path: saves/telechat_7B_lora
+template: telechat
+finetuning_type: lora
+
+### export
+export_dir: models/telechat_7B_lora
+export_size: 2
+export_device: cpu
+export_legacy_format: false
+"""
+
+
+def test_seed_001_inference_and_merge_files_word_for_word(at, capsys, monkeypatch):
+    if at.seed.family != "telechat2":
+        pytest.skip("seed 001's files are TeleChat2's")
+    from tunelab.cli import cmd_chat
+
+    (at.root / "inference_telechat_lora_sft.yaml").write_text(SEED_001_INFERENCE, encoding="utf-8")
+    (at.root / "merge_telechat_lora_sft.yaml").write_text(SEED_001_MERGE, encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", io.StringIO("生抽与老抽的区别？\nexit\n"))
+    assert cmd_chat.main(["inference_telechat_lora_sft.yaml", "max_new_tokens=3"]) == 0
+    result = run(capsys, "export", "merge_telechat_lora_sft.yaml")
+    assert result.code == 0, result.err
+    assert "export check PASSED" in result.out
+    assert (at.root / "models" / "telechat_7B_lora" / "telechat2_modeling.py").is_file()
 
 
 def test_web_ui_trains_the_family(at, tmp_path):

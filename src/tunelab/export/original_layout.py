@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import UserError
-from tunelab.model.legacy import family_of_folder
-from tunelab.model.legacy.convert import read_config, read_weights, weight_files
+from tunelab.model.legacy import family_named, family_of_folder
+from tunelab.model.legacy.convert import FAMILY_KEY, SOURCE_KEY, read_config, read_weights, weight_files
 from tunelab.model.legacy.family import LegacyFamily
 
 logger = logging.getLogger("tunelab.export")
@@ -32,15 +32,29 @@ _TOKENIZER_FILES = ("tokenizer.model", "qwen.tiktoken", "tokenizer_config.json",
                     "vocab.json", "merges.txt")
 
 
-def source_family(source: str) -> LegacyFamily:
-    """The family of the checkpoint the export starts from; refused with the reason for anything else."""
+def source_family(source: str) -> tuple[LegacyFamily, Path]:
+    """The family and original checkpoint folder the export starts from: `source` itself, or, for a model
+    fine-tuned from one (a full / freeze run saves the native layout), the folder its config.json names.
+    Refused with the reason for anything else."""
     folder = Path(source).expanduser()
     family = family_of_folder(folder) if folder.is_dir() else None
+    if family is not None:
+        return family, folder
+    try:
+        config = read_config(folder)
+    except (OSError, ValueError):
+        config = {}
+    family = family_named(config.get(FAMILY_KEY))
     if family is None:
         raise UserError(f"export_format: original writes a remote-code family's own layout, and "
                         f"model_name_or_path '{source}' is not a checkpoint of one tunelab converts (docs/models.md); "
                         "use export_format: native (the default).")
-    return family
+    original = Path(str(config.get(SOURCE_KEY, "")))
+    if not original.is_dir() or family_of_folder(original) is not family:
+        raise UserError(f"export_format: original: '{source}' was fine-tuned from a {family.display} checkpoint at "
+                        f"'{original}', which is no longer there; its config.json and code files are what the "
+                        "original layout is made of. Put the checkpoint back there, or use export_format: native.")
+    return family, original
 
 
 def _dtype_name(state: dict[str, Any]) -> str:
@@ -58,8 +72,7 @@ def write_original_layout(out: Path, source: str, *, legacy_format: bool = False
     from huggingface_hub import split_torch_state_dict_into_shards
     from safetensors.torch import save_file
 
-    family = source_family(source)
-    source_folder = Path(source).expanduser()
+    family, source_folder = source_family(source)
     original_config = read_config(source_folder)
     state = family.to_original(read_weights(out), original_config)
     expected = _shapes(source_folder)

@@ -139,6 +139,7 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
     model = loaded.model = None  # only the files on disk are checked from here on
     _collect()
     companions.save_tokenizer(loaded.tokenizer, template, out)
+    companions.copy_model_code(out)
     result.value_head = companions.copy_value_head([loaded.model_path, *paths], out)
     if options.verify:
         result.check = _reload_and_check(out, dtype, device, probes, reference, base_logits, loaded.tokenizer,

@@ -35,6 +35,9 @@ CONVERTER_VERSION = 1
 MARKER = "tunelab_conversion.json"
 #: the config.json key that tells a loaded model which family it came from (LoRA names, original export)
 FAMILY_KEY = "tunelab_original_family"
+#: the config.json key naming the original checkpoint folder: its config.json, code and tokenizer files are
+#: what `export_format: original` writes for a model fine-tuned from it (full / freeze runs save native folders)
+SOURCE_KEY = "tunelab_original_source"
 _TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "qwen.tiktoken",
                     "tokenizer.json", "vocab.json", "merges.txt")
 
@@ -99,10 +102,13 @@ def native_folder(source: Path, family: LegacyFamily, cache: Path, *, weights: b
     return out
 
 
-def native_config_dict(family: LegacyFamily, original: Mapping[str, Any]) -> ConfigDict:
-    """The native config.json, marked with the family (and, for a tunelab class, the auto_map to its code)."""
+def native_config_dict(family: LegacyFamily, original: Mapping[str, Any], source: Path | None = None) -> ConfigDict:
+    """The native config.json, marked with the family and its source folder (and, for a tunelab class, the
+    auto_map to its code)."""
     config = family.native_config(original)
     config[FAMILY_KEY] = family.name
+    if source is not None:
+        config[SOURCE_KEY] = str(source.resolve())
     if family.code_file is not None:
         config_class, model_class = _class_names(family, str(config["model_type"]))
         module = family.code_file.stem
@@ -134,7 +140,7 @@ def _write_config_and_tokenizer(source: Path, family: LegacyFamily, out: Path) -
     tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    (tmp / "config.json").write_text(json.dumps(native_config_dict(family, original), indent=2) + "\n",
+    (tmp / "config.json").write_text(json.dumps(native_config_dict(family, original, source), indent=2) + "\n",
                                      encoding="utf-8")
     generation = source / "generation_config.json"
     if generation.is_file():
