@@ -36,12 +36,12 @@ Tokenizer facts (tokenizer.model, a sentencepiece BPE model; tokenization_baichu
 from __future__ import annotations
 
 import json
-import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tunelab.model.legacy.family import ConfigDict, LegacyFamily, StateDict
+from tunelab.model.legacy.sentencepiece_file import read_sentencepiece as read_model_file
 
 #: Baichuan2's vocabulary (Baichuan-1, which has no NormHead, has 64000): the family's fingerprint
 VOCAB_SIZE = 125696
@@ -209,81 +209,15 @@ def to_original(weights: Mapping[str, Any], config: Mapping[str, Any]) -> StateD
 # ---------------------------------------------------------------- tokenizer
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _proto_fields(data: bytes) -> Iterator[tuple[int, Any]]:
-    """(field number, value) of one protobuf message: varints as int, length-delimited as bytes, fixed32 as
-    4 bytes. Enough to read a sentencepiece ModelProto without protobuf / sentencepiece installed."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire == 1:
-            value, pos = data[pos : pos + 8], pos + 8
-        elif wire == 2:
-            size, pos = _varint(data, pos)
-            value, pos = data[pos : pos + size], pos + size
-        elif wire == 5:
-            value, pos = data[pos : pos + 4], pos + 4
-        else:
-            raise ValueError(f"tokenizer.model: unsupported protobuf wire type {wire}")
-        yield number, value
-
-
 def read_sentencepiece(path: Path) -> dict[str, Any]:
-    """The parts of a sentencepiece `ModelProto` (sentencepiece_model.proto) the fast tokenizer needs:
-    pieces (piece 1, score 2, type 3: 1 normal, 2 unknown, 3 control, 4 user-defined, 6 byte),
-    trainer_spec (model_type 3: 2 = BPE; byte_fallback 35), normalizer_spec (name 1, precompiled_charsmap 2,
-    add_dummy_prefix 3, remove_extra_whitespaces 4, escape_whitespaces 5; the booleans default to true)."""
-    pieces: list[tuple[str, float, int]] = []
-    trainer = {"model_type": 1, "byte_fallback": False}
-    normalizer = {
-        "name": "",
-        "charsmap": b"",
-        "add_dummy_prefix": True,
-        "remove_extra_whitespaces": True,
-        "escape_whitespaces": True,
-    }
-    for number, value in _proto_fields(path.read_bytes()):
-        if number == 1:
-            piece, score, kind = "", 0.0, 1
-            for n, v in _proto_fields(value):
-                if n == 1:
-                    piece = v.decode("utf-8")
-                elif n == 2:
-                    score = struct.unpack("<f", v)[0]
-                elif n == 3:
-                    kind = v
-            pieces.append((piece, score, kind))
-        elif number == 2:
-            for n, v in _proto_fields(value):
-                if n == 3:
-                    trainer["model_type"] = v
-                elif n == 35:
-                    trainer["byte_fallback"] = bool(v)
-        elif number == 3:
-            keys = {
-                1: "name",
-                2: "charsmap",
-                3: "add_dummy_prefix",
-                4: "remove_extra_whitespaces",
-                5: "escape_whitespaces",
-            }
-            for n, v in _proto_fields(value):
-                if n in keys:
-                    normalizer[keys[n]] = v.decode("utf-8") if n == 1 else (v if n == 2 else bool(v))
-    return {"pieces": pieces, "trainer": trainer, "normalizer": normalizer}
+    """The parts of tokenizer.model the fast tokenizer needs (sentencepiece_file.py), as pieces (piece, score,
+    type), trainer {model_type, byte_fallback} and normalizer {name, charsmap, add_dummy_prefix,
+    remove_extra_whitespaces, escape_whitespaces}."""
+    spm = read_model_file(path)
+    return {"pieces": list(spm.pieces), "trainer": {"model_type": spm.model_type, "byte_fallback": spm.byte_fallback},
+            "normalizer": {"name": spm.normalizer, "charsmap": spm.charsmap, "add_dummy_prefix": spm.add_dummy_prefix,
+                           "remove_extra_whitespaces": spm.remove_extra_whitespaces,
+                           "escape_whitespaces": spm.escape_whitespaces}}
 
 
 def _check_spm_settings(spm: Mapping[str, Any]) -> None:

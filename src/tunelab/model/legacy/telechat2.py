@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tunelab.model.legacy.family import ConfigDict, LegacyFamily, StateDict
+from tunelab.model.legacy.sentencepiece_file import read_sentencepiece as read_model_file
 
 CODE_FILE = Path(__file__).with_name("telechat2_modeling.py")
 MODEL_TYPE = "tunelab_telechat2"
@@ -255,58 +256,14 @@ def to_plain_llama(weights: Mapping[str, Any]) -> StateDict:
 _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _BYTE = 1, 2, 3, 4, 6
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, at
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, Any]]:
-    """(field number, value) of one protobuf message: ints for varints, bytes for the rest."""
-    at = 0
-    while at < len(data):
-        key, at = _varint(data, at)
-        wire = key & 7
-        if wire == 0:
-            value, at = _varint(data, at)
-        elif wire == 1:
-            value, at = data[at : at + 8], at + 8
-        elif wire == 2:
-            size, at = _varint(data, at)
-            value, at = data[at : at + size], at + size
-        elif wire == 5:
-            value, at = data[at : at + 4], at + 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield key >> 3, value
-
-
-def read_sentencepiece(path: Path) -> tuple[list[tuple[str, int]], dict[str, int]]:
-    """`tokenizer.model` (a sentencepiece ModelProto) -> ([(piece, type)] in id order, the settings that decide
-    how it encodes). Read with a few lines of protobuf wire format, so building the tokenizer needs neither
-    sentencepiece nor protobuf. ModelProto: pieces = 1 (piece = 1, type = 3, NORMAL when absent),
-    trainer_spec = 2 (model_type = 3, byte_fallback = 35), normalizer_spec = 3 (add_dummy_prefix = 3,
-    remove_extra_whitespaces = 4, both true when absent; name = 1)."""
-    pieces: list[tuple[str, int]] = []
-    settings: dict[str, Any] = {"model_type": 1, "byte_fallback": 0, "add_dummy_prefix": 1,
-                                "remove_extra_whitespaces": 1, "normalizer": "nmt_nfkc"}
-    for number, value in _fields(Path(path).read_bytes()):
-        if number == 1:
-            piece = dict(_fields(value))
-            pieces.append((piece.get(1, b"").decode("utf-8"), int(piece.get(3, _NORMAL))))
-        elif number == 2:
-            trainer = dict(_fields(value))
-            settings.update(model_type=trainer.get(3, 1), byte_fallback=trainer.get(35, 0))
-        elif number == 3:
-            normalizer = dict(_fields(value))
-            settings.update(add_dummy_prefix=normalizer.get(3, 1), remove_extra_whitespaces=normalizer.get(4, 1),
-                            normalizer=normalizer.get(1, b"nmt_nfkc").decode("utf-8"))
-    return pieces, settings
+def read_sentencepiece(path: Path) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """`tokenizer.model` (sentencepiece_file.py) -> ([(piece, type)] in id order, the settings that decide how
+    it encodes: model_type, byte_fallback, add_dummy_prefix, remove_extra_whitespaces, normalizer name)."""
+    spm = read_model_file(path)
+    settings = {"model_type": spm.model_type, "byte_fallback": int(spm.byte_fallback),
+                "add_dummy_prefix": int(spm.add_dummy_prefix),
+                "remove_extra_whitespaces": int(spm.remove_extra_whitespaces), "normalizer": spm.normalizer}
+    return [(piece, kind) for piece, _, kind in spm.pieces], settings
 
 
 def _merges(pieces: list[tuple[str, int]], vocab: Mapping[str, int]) -> list[tuple[str, str]]:

@@ -32,12 +32,12 @@ tokenizer_config.json: LlamaTokenizer, legacy behaviour, add_bos / add_eos false
 from __future__ import annotations
 
 import json
-import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tunelab.model.legacy.family import ConfigDict, LegacyFamily, StateDict
+from tunelab.model.legacy.sentencepiece_file import read_sentencepiece as read_model_file
 
 MODELING_FILE = Path(__file__).with_name("yuan2_modeling.py")
 MODEL_TYPE = "tunelab_yuan2"
@@ -133,69 +133,14 @@ def to_original(weights: Mapping[str, Any], original: Mapping[str, Any]) -> Stat
 # ---------------------------------------------------------------- tokenizer
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, Any]]:
-    """(field number, value) of a protobuf message (varint -> int, bytes -> bytes, fixed32/64 -> raw bytes):
-    enough to read sentencepiece's ModelProto without protobuf or sentencepiece installed."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire == 1:
-            value, pos = data[pos : pos + 8], pos + 8
-        elif wire == 2:
-            size, pos = _varint(data, pos)
-            value, pos = data[pos : pos + size], pos + size
-        elif wire == 5:
-            value, pos = data[pos : pos + 4], pos + 4
-        else:
-            raise ValueError(f"tokenizer.model: unsupported protobuf wire type {wire}")
-        yield number, value
-
-
 def read_sentencepiece(path: Path) -> tuple[list[tuple[str, float, int]], dict[str, Any]]:
-    """(pieces as (piece, score, type), settings) of a sentencepiece ModelProto (sentencepiece_model.proto:
-    ModelProto.pieces 1 {piece 1, score 2, type 3: 1 normal 2 unknown 3 control 4 user-defined 6 byte},
-    trainer_spec 2 {model_type 3, byte_fallback 35}, normalizer_spec 3 {precompiled_charsmap 2,
-    add_dummy_prefix 3, remove_extra_whitespaces 4, escape_whitespaces 5; the booleans default to true})."""
-    pieces: list[tuple[str, float, int]] = []
-    settings: dict[str, Any] = {"model_type": 1, "byte_fallback": False, "charsmap": b"", "add_dummy_prefix": True,
-                                "remove_extra_whitespaces": True, "escape_whitespaces": True}
-    normalizer_keys = {2: "charsmap", 3: "add_dummy_prefix", 4: "remove_extra_whitespaces", 5: "escape_whitespaces"}
-    for number, value in _fields(path.read_bytes()):
-        if number == 1:
-            piece, score, kind = "", 0.0, 1
-            for n, v in _fields(value):
-                if n == 1:
-                    piece = v.decode("utf-8")
-                elif n == 2:
-                    score = struct.unpack("<f", v)[0]
-                elif n == 3:
-                    kind = v
-            pieces.append((piece, score, kind))
-        elif number == 2:
-            for n, v in _fields(value):
-                if n == 3:
-                    settings["model_type"] = v
-                elif n == 35:
-                    settings["byte_fallback"] = bool(v)
-        elif number == 3:
-            for n, v in _fields(value):
-                if n in normalizer_keys:
-                    settings[normalizer_keys[n]] = v if n == 2 else bool(v)
-    return pieces, settings
+    """(pieces as (piece, score, type), settings) of tokenizer.model (sentencepiece_file.py): model_type,
+    byte_fallback, charsmap, add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces."""
+    spm = read_model_file(path)
+    settings = {"model_type": spm.model_type, "byte_fallback": spm.byte_fallback, "charsmap": spm.charsmap,
+                "add_dummy_prefix": spm.add_dummy_prefix, "remove_extra_whitespaces": spm.remove_extra_whitespaces,
+                "escape_whitespaces": spm.escape_whitespaces}
+    return list(spm.pieces), settings
 
 
 def bpe_merges(pieces: list[tuple[str, float, int]]) -> list[tuple[str, str]]:
