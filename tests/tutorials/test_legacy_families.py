@@ -212,6 +212,8 @@ def test_train_runs_natively_and_the_loss_falls(at):
     weights = "adapter_model.safetensors" if "lora" in at.seed.train else "model.safetensors"
     assert (at.out / weights).is_file()
     assert not list((at.root / "cache").rglob("transformers_modules"))  # no remote code was imported
+    if at.seed.family == "yuan2":  # the original's <eod> attention reset hides earlier turns: said, not hidden
+        assert "reset_attention_mask: true (config.json) restarts attention after every <eod>" in at.log
     if "--lora_target all" not in at.seed.train and "lora" in at.seed.train:
         own = at.seed.train.split("--lora_target ")[1].split()[0]
         assert f"lora_target: {own} (" in at.log and "own name) is " in at.log

@@ -116,7 +116,7 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
         check_gptq_available()
     from tunelab.model.load import resolve_model_path
 
-    dtype = merge.export_torch_dtype(config, resolve_model_path(config.model.model_name_or_path))
+    dtype = merge.export_torch_dtype(config, resolve_model_path(config.model.model_name_or_path, weights=False))
     device = merge.export_device(config)
     loaded = merge.load_base(config, dtype, device)
     template = resolve_template(config, loaded.tokenizer)

@@ -145,3 +145,46 @@ def test_the_loaded_model_knows_its_family_and_lora_maps_the_names(toy_checkpoin
     assert legacy.family_of_model(model) is TOY
     config = lora_config(model, FinetuningArguments(finetuning_type="lora", lora_target="qkv,o_proj"))
     assert sorted(config.target_modules) == ["k_proj", "o_proj", "q_proj", "v_proj"]
+
+
+def test_a_hub_id_of_a_family_downloads_one_copy_of_the_weights_and_check_none(toy_checkpoint, toy_registered,
+                                                                                monkeypatch):
+    """Online, a hub id of a family checkpoint is downloaded and converted like a folder: `check` fetches only
+    the small files, a run one copy of the weights (safetensors over .bin when the repository has both)."""
+    import huggingface_hub
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name: str(toy_checkpoint / name))
+    monkeypatch.setattr(huggingface_hub, "list_repo_files",
+                        lambda repo: ["config.json", "model.safetensors", "pytorch_model.bin"])
+
+    def snapshot(repo, **kwargs):
+        calls.append(kwargs)
+        return str(toy_checkpoint)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    native = legacy.resolve_native("org/toy-7b", weights=False)
+    assert calls[-1] == {"allow_patterns": ["*.json", "*.model", "*.tiktoken", "*.txt"]}
+    assert not list(Path(native).glob("*.safetensors"))
+    assert Path(legacy.resolve_native("org/toy-7b")) == Path(native)
+    assert "*.bin" in calls[-1]["ignore_patterns"] and "*.gguf" in calls[-1]["ignore_patterns"]
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name: (_ for _ in ()).throw(OSError("offline")))
+    assert legacy.resolve_native("org/other") == "org/other"  # unreachable: the normal loader explains it
+
+
+def test_a_layout_the_converter_does_not_cover_is_one_message_naming_the_checkpoint(toy_checkpoint, toy_registered,
+                                                                                  monkeypatch):
+    from dataclasses import replace
+
+    from tunelab.errors import UserError
+
+    def refuse(original):
+        raise ValueError("rotary_pct 0.5 has no exact Qwen2 equivalent")
+
+    monkeypatch.setattr(legacy, "FAMILIES", (replace(TOY, native_config=refuse),))
+    with pytest.raises(UserError) as raised:
+        legacy.resolve_native(str(toy_checkpoint))
+    assert raised.value.message == (
+        f"model_name_or_path '{toy_checkpoint}' is a Toy (a renamed Llama) checkpoint that tunelab's native transformers "
+        "LlamaForCausalLM does not reproduce exactly: rotary_pct 0.5 has no exact Qwen2 equivalent. docs/models.md "
+        "lists what is covered; the checkpoint's own code needs the transformers 4.x it was written for.")

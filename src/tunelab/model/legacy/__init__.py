@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tunelab.errors import UserError
 from tunelab.model.legacy import baichuan2, chatglm3, qwen, telechat2, yuan2
 from tunelab.model.legacy.family import LegacyFamily
 
@@ -42,13 +43,21 @@ def family_of_folder(folder: Path) -> LegacyFamily | None:
     return family_of_config(config) if isinstance(config, dict) else None
 
 
-def _hub_folder(repo_id: str) -> Path | None:
+#: files a family checkpoint needs besides its weights (config, tokenizer, generation config)
+_SMALL_FILES = ["*.json", "*.model", "*.tiktoken", "*.txt"]
+#: never needed: other frameworks' weights
+_OTHER_FRAMEWORKS = ["*.h5", "*.msgpack", "*.ot", "*.onnx", "*.gguf"]
+
+
+def _hub_folder(repo_id: str, *, weights: bool) -> Path | None:
     """The downloaded snapshot of a hub id whose config.json is one of the families' (None otherwise).
 
     The config.json is read from the local cache or the hub; anything that fails here (offline, a wrong
-    id) returns None, and the normal load reports it with its own message.
+    id) returns None, and the normal load reports it with its own message. Without `weights` (`tunelab
+    check`) only the small files come down; with them, one copy of the weights (safetensors when the
+    repository has them: ChatGLM3's has .bin and .safetensors of the same 12 GB).
     """
-    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub import hf_hub_download, list_repo_files, snapshot_download
 
     try:
         config = json.loads(Path(hf_hub_download(repo_id, "config.json")).read_text(encoding="utf-8"))
@@ -56,7 +65,14 @@ def _hub_folder(repo_id: str) -> Path | None:
         return None
     if not isinstance(config, dict) or family_of_config(config) is None:
         return None
-    return Path(snapshot_download(repo_id))
+    if not weights:
+        return Path(snapshot_download(repo_id, allow_patterns=_SMALL_FILES))
+    try:
+        files = list_repo_files(repo_id)
+    except Exception:  # noqa: BLE001 - offline: the cached snapshot is what there is
+        files = []
+    duplicates = ["*.bin", "*.pth", "*.pt"] if any(f.endswith(".safetensors") for f in files) else []
+    return Path(snapshot_download(repo_id, ignore_patterns=_OTHER_FRAMEWORKS + duplicates))
 
 
 def resolve_native(name_or_path: str, *, weights: bool = True) -> str:
@@ -68,7 +84,7 @@ def resolve_native(name_or_path: str, *, weights: bool = True) -> str:
     if not folder.is_dir():
         if name_or_path.count("/") != 1 or name_or_path.startswith((".", "/", "~")):
             return name_or_path
-        hub = _hub_folder(name_or_path)
+        hub = _hub_folder(name_or_path, weights=weights)
         if hub is None:
             return name_or_path
         folder = hub
@@ -76,9 +92,17 @@ def resolve_native(name_or_path: str, *, weights: bool = True) -> str:
     if family is None:
         _register_native_class(folder)
         return name_or_path
-    native = native_folder(folder, family, cache_root() / "native", weights=weights)
+    try:
+        native = native_folder(folder, family, cache_root() / "native", weights=weights)
+    except (ValueError, KeyError) as error:  # a layout the family's converter does not reproduce exactly
+        raise UserError(f"model_name_or_path '{name_or_path}' is a {family.display} checkpoint that tunelab's native "
+                        f"{family.native} does not reproduce exactly: {error}. docs/models.md lists what is covered; "
+                        "the checkpoint's own code needs the transformers 4.x it was written for.") from None
     if family.register is not None:
         family.register()
+    if weights and family.warnings is not None:  # once per model load (check and config reads pass weights=False)
+        for warning in family.warnings(json.loads((native / "config.json").read_text(encoding="utf-8"))):
+            logger.warning("%s: %s", name_or_path, warning)
     logger.debug("%s is %s: loading it as %s from %s", name_or_path, family.display, family.native, native)
     return str(native)
 

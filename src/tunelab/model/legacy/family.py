@@ -37,6 +37,8 @@ class LegacyFamily:
     register:        for a tunelab-implemented family: registers its classes with transformers' Auto classes
     code_file:       for a tunelab-implemented family: the module file written next to a native export, so
                      plain transformers loads it (auto_map, trust_remote_code)
+    warnings:        native config.json -> what a user must know about this checkpoint's behaviour, logged as
+                     warnings each time it loads (a surprise the original code had too, kept for parity)
     """
 
     name: str
@@ -51,3 +53,4 @@ class LegacyFamily:
     conversion: tuple[str, ...] = ()
     register: Callable[[], None] | None = None
     code_file: Path | None = None
+    warnings: Callable[[Mapping[str, Any]], list[str]] | None = None

@@ -239,6 +239,19 @@ def register() -> None:
 #: not offered (`all` targets linear layers only)
 LORA_TARGETS: dict[str, tuple[str, ...]] = {name: (name,) for name in _LINEAR}
 
+def warnings(native: Mapping[str, Any]) -> list[str]:
+    """Yuan2's `reset_attention_mask` (true in the released configs) restarts attention after every <eod>, and
+    the `yuan` template ends every answer with <eod>: in a multi-turn conversation each turn after the first
+    sees none of the earlier ones, in training and in chat alike. The original code does the same (so
+    tunelab keeps it); a user who trains multi-turn data must know it."""
+    if not native.get("reset_attention_mask"):
+        return []
+    return ["reset_attention_mask: true (config.json) restarts attention after every <eod>, as Yuan2's own code "
+            "does; with template yuan each answer ends with <eod>, so later turns of a multi-turn conversation do "
+            "not see the earlier ones. Set reset_attention_mask: false in the checkpoint's config.json to keep "
+            "whole conversations in view."]
+
+
 FAMILY = LegacyFamily(
     name="yuan2",
     display="Yuan 2.0 (IEITYuan Yuan2-2B-hf and the dense Yuan2 checkpoints)",
@@ -258,4 +271,5 @@ FAMILY = LegacyFamily(
     ),
     register=register,
     code_file=MODELING_FILE,
+    warnings=warnings,
 )
