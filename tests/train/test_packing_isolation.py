@@ -34,7 +34,9 @@ ARCHITECTURES: dict[str, dict] = {
                     "v_head_dim": 8},
     "gpt_oss": {**WINDOW, "num_local_experts": 4, "num_experts_per_tok": 2},
     "qwen3_5_text": LINEAR, "qwen3_5_moe_text": {**LINEAR, **MOE}, "qwen3_next": {**LINEAR, **MOE},
-    "falcon_h1": {}, "lfm2": {"layer_types": ["conv", "full_attention", "conv", "full_attention"]},
+    "falcon_h1": {"mamba_d_ssm": 64, "mamba_n_heads": 8, "mamba_d_head": 8, "mamba_d_state": 16,
+                  "mamba_chunk_size": 16},  # the default mamba sizes (d_ssm 1024, d_state 256) took 20 s per case
+    "lfm2": {"layer_types": ["conv", "full_attention", "conv", "full_attention"]},
     # tunelab's own classes of remote-code families (model/legacy/); TeleChat2's rope changes past 8 tokens here
     "tunelab_baichuan2_alibi": {"num_key_value_heads": 4},
     "tunelab_telechat2": {"training_seqlen": 8, "base_seqlen": 8},
