@@ -16,8 +16,11 @@ def _meta_model(folder: Path, args: ModelArguments) -> object | None:
     """The architecture without weights, or None when it cannot be built here (its own code, a new type)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from tunelab.model.legacy.convert import FAMILY_KEY
+
     config_dict = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    if config_dict.get("auto_map") and not args.trust_remote_code:
+    # a folder tunelab converted names tunelab's own (registered) class in its auto_map: no remote code runs
+    if config_dict.get("auto_map") and not args.trust_remote_code and FAMILY_KEY not in config_dict:
         return None
     try:
         import torch

@@ -41,3 +41,22 @@ def test_the_cached_native_folder_computes_what_the_original_code_computes(famil
     assert (logits[:, reference["columns"]] - expected).abs().max() < 1e-4
     assert (torch.logsumexp(logits, -1) - torch.tensor(reference["logsumexp"])).abs().max() < 1e-4
     assert loss == pytest.approx(reference["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("family", ["baichuan2_13b", "qwen"])
+def test_check_names_a_wrong_lora_target_and_accepts_the_family_own_names(family, tmp_path, private_cache):
+    """`tunelab check` builds the native architecture on the meta device, tunelab's own classes included."""
+    from tunelab.config.finetuning_args import FinetuningArguments
+    from tunelab.config.model_args import ModelArguments
+    from tunelab.model.layer_check import lora_target_problems
+    from tunelab.model.legacy import resolve_native
+
+    source = tmp_path / family
+    shutil.copytree(legacy_fixture_path(family), source)
+    native = Path(resolve_native(str(source), weights=False))
+    own = {"baichuan2_13b": "W_pack", "qwen": "c_attn"}[family]
+    args = ModelArguments(model_name_or_path=str(source))
+    assert lora_target_problems(args, FinetuningArguments(finetuning_type="lora", lora_target=own), native) == []
+    problems = lora_target_problems(args, FinetuningArguments(finetuning_type="lora", lora_target=f"{own},qkv"),
+                                    native)
+    assert len(problems) == 1 and problems[0].startswith("lora_target: qkv is not a linear layer of this model")
