@@ -308,10 +308,12 @@ def _reference_logits(at: Trained, ids: list[int]) -> torch.Tensor:
 
 def test_merged_export_reloads_with_plain_transformers_and_matches_the_adapter_model(at, capsys):
     export_dir = at.root / "models" / f"{at.seed.family}_merged"
+    gguf = ["--gguf", "f16"] if at.seed.family == "qwen" else []  # Qwen-1 -> qwen2 with byte-level BPE: tunelab's writer
     result = run(capsys, "export", *_adapter_args(at), f"template={at.seed.template}", f"export_dir={export_dir}",
-                 "export_size=2", "export_device=cpu", "export_dtype=float32")
+                 "export_size=2", "export_device=cpu", "export_dtype=float32", *gguf)
     assert result.code == 0, result.err
     assert "export check PASSED" in result.out
+    assert (export_dir / "model-f16.gguf").is_file() == bool(gguf)
     config = json.loads((export_dir / "config.json").read_text())
     assert config["tunelab_original_family"] == at.seed.family
     ids = [11, 220, 1000, 3000, 5, 42, 77, 900]
