@@ -85,7 +85,7 @@ def _render(args: argparse.Namespace) -> int:
 
     # the tokenizer exactly as training loads it: built-in models, trust_remote_code given (never a [y/N] prompt)
     model_args = ModelArguments(model_name_or_path=args.model_name_or_path, trust_remote_code=args.trust_remote_code)
-    tokenizer = load_tokenizer(model_args, resolve_model_path(args.model_name_or_path))
+    tokenizer = load_tokenizer(model_args, resolve_model_path(args.model_name_or_path, weights=False))
     template = get_template(args.name, tokenizer, tool_format=args.tool_format, default_system=args.default_system)
     problem = markup_problem(template, tokenizer, args.model_name_or_path)
     if problem:

@@ -60,3 +60,14 @@ def test_check_names_a_wrong_lora_target_and_accepts_the_family_own_names(family
     problems = lora_target_problems(args, FinetuningArguments(finetuning_type="lora", lora_target=f"{own},qkv"),
                                     native)
     assert len(problems) == 1 and problems[0].startswith("lora_target: qkv is not a linear layer of this model")
+
+
+def test_template_render_converts_the_tokenizer_and_reads_no_weights(tmp_path, private_cache, capsys):
+    from tunelab.cli.main import main
+
+    source = tmp_path / "chatglm3-6b"
+    shutil.copytree(legacy_fixture_path("chatglm3"), source)
+    assert main(["template", "render", "chatglm3", "--model_name_or_path", str(source), "--no_table"]) == 0
+    assert "[gMASK]sop<|user|> \n What is the capital of France?<|assistant|>" in capsys.readouterr().out
+    assert list((private_cache / "native").glob("chatglm3-*/tokenizer.json"))
+    assert not list((private_cache / "native").rglob("*.safetensors"))
