@@ -254,6 +254,10 @@ def test_chat_through_a_pipe_with_the_trained_model(at, capsys, monkeypatch):
 
 
 def test_api_and_webchat_serve_the_trained_model(at, monkeypatch):
+    """Seed 003's "web_demo, API" on Qwen 1, seed 002's board chat on Baichuan2-13B; the other families' serving
+    differs from theirs only in the model, which `chat` above loads the same way."""
+    if at.seed.family not in ("qwen", "baichuan2_13b"):
+        pytest.skip("served for the two families whose tutorials serve them")
     from starlette.testclient import TestClient
 
     from tunelab.cli import cmd_api

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -262,54 +259,6 @@ def test_native_folder_loads_with_auto_model_for_causal_lm(name: str, tmp_path: 
         logits = model.eval()(torch.tensor([ref["input_ids"]])).logits[0]
     assert _max_diff(logits[:, ref["columns"]], ref["eval_logits"]) < ATOL
     assert type(model).__name__ == family.native_config(_config(name))["architectures"][0]
-
-
-def test_13b_export_folder_reloads_with_plain_transformers_remote_code(tmp_path: Path) -> None:
-    """What the lead's export writes: the modeling file next to the native config (with an auto_map)."""
-    import shutil
-
-    from safetensors.torch import save_file
-
-    name = "baichuan2_13b"
-    native = FAMILY_13B.native_config(_config(name))
-    module = FAMILY_13B.code_file.stem
-    native["auto_map"] = {
-        "AutoConfig": f"{module}.TunelabBaichuan2AlibiConfig",
-        "AutoModelForCausalLM": f"{module}.TunelabBaichuan2AlibiForCausalLM",
-    }
-    (tmp_path / "config.json").write_text(json.dumps(native), encoding="utf-8")
-    shutil.copy(FAMILY_13B.code_file, tmp_path / FAMILY_13B.code_file.name)
-    save_file(FAMILY_13B.to_native(_weights(name), _config(name)), tmp_path / "model.safetensors")
-    # a fresh interpreter without tunelab: only the copied file can provide the classes
-    script = (
-        "import json, sys, torch\n"
-        "from transformers import AutoModelForCausalLM\n"
-        "model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()\n"
-        "ids = torch.tensor([json.loads(sys.argv[2])])\n"
-        "with torch.no_grad():\n"
-        "    logits = model(ids).logits[0]\n"
-        "print(json.dumps({'module': type(model).__module__, 'tunelab': 'tunelab' in sys.modules,\n"
-        "                  'logits': logits[:, json.loads(sys.argv[3])].tolist()}))\n"
-    )
-    ref = _reference(name)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            str(tmp_path),
-            json.dumps(ref["input_ids"]),
-            json.dumps(ref["columns"]),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        cwd=tmp_path,
-    )
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert not out["tunelab"] and "baichuan2_13b_modeling" in out["module"]
-    assert _max_diff(torch.tensor(out["logits"]), ref["eval_logits"]) < ATOL
 
 
 def test_matches_tells_7b_from_13b_and_refuses_baichuan_1() -> None:

@@ -172,39 +172,6 @@ def test_loads_from_a_native_folder_with_the_head_tied(tmp_path, native_weights,
     assert float(model(input_ids=x, labels=x).loss) == pytest.approx(REFERENCE["loss"], rel=1e-5)
 
 
-def test_the_code_file_loads_alone_with_trust_remote_code(tmp_path, native_weights, original_config) -> None:
-    """The module written next to a native export (auto_map) is self-contained: plain transformers (a fresh
-    interpreter, nothing registered) loads it."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-
-    assert FAMILY.code_file is not None and FAMILY.code_file.is_file()
-    shutil.copyfile(FAMILY.code_file, tmp_path / FAMILY.code_file.name)
-    module = FAMILY.code_file.stem
-    config = {**FAMILY.native_config(original_config),
-              "auto_map": {"AutoConfig": f"{module}.TunelabYuan2Config",
-                           "AutoModelForCausalLM": f"{module}.TunelabYuan2ForCausalLM"}}
-    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    save_file({k: v.contiguous() for k, v in native_weights.items()}, str(tmp_path / "model.safetensors"))
-    script = (
-        "import json, sys, torch\n"
-        "from transformers import AutoModelForCausalLM\n"
-        "model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True, dtype=torch.float32)\n"
-        "x = torch.tensor([json.loads(sys.argv[2])])\n"
-        "with torch.no_grad():\n"
-        "    print(type(model).__module__, float(model(input_ids=x, labels=x).loss))\n"
-    )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    run = subprocess.run([sys.executable, "-c", script, str(tmp_path), json.dumps(IDS)], capture_output=True,
-                         text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    module, loss = run.stdout.split()[-2:]
-    assert module.startswith("transformers_modules") and module.endswith("yuan2_modeling")
-    assert float(loss) == pytest.approx(REFERENCE["loss"], rel=1e-5)
-
-
 def test_strict_loading_misses_only_the_tied_head(native_weights, original_config) -> None:
     model = TunelabYuan2ForCausalLM(AutoConfig.for_model(**FAMILY.native_config(original_config)))
     result = model.load_state_dict(native_weights, strict=False)
