@@ -9,6 +9,7 @@ TeleChat2's long-context rope: NTK alpha 3, mscale 1.0223).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,7 @@ from tunelab.model.legacy.telechat2 import (
     BUILDER_CHAT_TEMPLATE,
     FAMILY,
     join_key_value,
-    plain_llama_config,
     split_key_value,
-    to_plain_llama,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -75,6 +74,29 @@ def max_diff(logits: torch.Tensor, expected: list) -> float:
 
 
 # --- 1. logits parity, float32 ---------------------------------------------------------------------------------
+
+
+def plain_llama_config(native):
+    """The same model as transformers' plain `LlamaForCausalLM` (for exporters that only know Llama: vLLM,
+    GGUF). NOT exact: Llama's default rope is float32 (the original rounds cos / sin to float16; ~2e-3 on the
+    fixture's logits) and has no NTK-alpha / mscale beyond training_seqlen; all q / k / v / o and all MLP
+    projections get biases (zero where the original has none, see `to_plain_llama`)."""
+    plain = {k: v for k, v in native.items() if k not in ("training_seqlen", "base_seqlen", "o_proj_bias", "down_proj_bias")}
+    plain.update(architectures=["LlamaForCausalLM"], model_type="llama", attention_bias=True, mlp_bias=True)
+    return plain
+
+
+def to_plain_llama(weights):
+    """Native weights + zero biases for q / k / v and gate / up: exact in the forward, since a zero bias adds
+    nothing (a full fine-tune of that plain Llama would train them, LoRA leaves them at zero)."""
+    import torch
+
+    plain = dict(weights)
+    for key, tensor in weights.items():
+        if re.search(r"\.(self_attn\.[qkv]_proj|mlp\.gate_proj|mlp\.up_proj)\.weight$", key):
+            plain[key.removesuffix("weight") + "bias"] = torch.zeros(tensor.shape[0], dtype=tensor.dtype)
+    return plain
+
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])

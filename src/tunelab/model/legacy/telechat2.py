@@ -16,8 +16,8 @@ weight-layout conversion (`modeling_telechat2.py`):
 What Llama cannot express - the rope (NTK-alpha and mscale beyond `training_seqlen`, cos / sin rounded to
 float16 even in float32 models) and the exact bias pattern - is `telechat2_modeling.py`'s, which subclasses
 Llama and changes only those (choice (b) of issue 25: plain Llama misses the 1e-4 parity bar, by 5e-4 at
-training_seqlen tokens from the float32 rope alone and by ~0.5 past it without NTK-alpha / mscale;
-`plain_llama_config` / `to_plain_llama` give that variant for exporters that only know Llama).
+training_seqlen tokens from the float32 rope alone and by ~0.5 past it without NTK-alpha / mscale, measured
+by tests/model/legacy/test_telechat2.py with that plain-Llama variant).
 
 The tokenizer (`tokenization_telechat.py`, TelechatTokenizer) is sentencepiece BPE over `tokenizer.model`:
 identity normalisation, a dummy-prefix "▁" on every piece of text it encodes (the slow tokenizer encodes the
@@ -227,28 +227,6 @@ def to_original(weights: Mapping[str, Any], config: Mapping[str, Any]) -> StateD
     if "lm_head.weight" not in original and bool(config.get("tie_word_embeddings", True)):
         original["lm_head.weight"] = original["transformer.word_embeddings.weight"].clone()
     return original
-
-
-def plain_llama_config(native: Mapping[str, Any]) -> ConfigDict:
-    """The same model as transformers' plain `LlamaForCausalLM` (for exporters that only know Llama: vLLM,
-    GGUF). NOT exact: Llama's default rope is float32 (the original rounds cos / sin to float16; ~2e-3 on the
-    fixture's logits) and has no NTK-alpha / mscale beyond training_seqlen; all q / k / v / o and all MLP
-    projections get biases (zero where the original has none, see `to_plain_llama`)."""
-    plain = {k: v for k, v in native.items() if k not in ("training_seqlen", "base_seqlen", "o_proj_bias", "down_proj_bias")}
-    plain.update(architectures=["LlamaForCausalLM"], model_type="llama", attention_bias=True, mlp_bias=True)
-    return plain
-
-
-def to_plain_llama(weights: Mapping[str, Any]) -> StateDict:
-    """Native weights + zero biases for q / k / v and gate / up: exact in the forward, since a zero bias adds
-    nothing (a full fine-tune of that plain Llama would train them, LoRA leaves them at zero)."""
-    import torch
-
-    plain: StateDict = dict(weights)
-    for key, tensor in weights.items():
-        if re.search(r"\.(self_attn\.[qkv]_proj|mlp\.gate_proj|mlp\.up_proj)\.weight$", key):
-            plain[key.removesuffix("weight") + "bias"] = torch.zeros(tensor.shape[0], dtype=tensor.dtype)
-    return plain
 
 
 # --- tokenizer ------------------------------------------------------------------------------------------------
