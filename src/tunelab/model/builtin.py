@@ -131,8 +131,9 @@ def _build(spec: BuiltinModel, out: Path) -> None:
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
     )
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config)
+    with torch.random.fork_rng(devices=[]):  # its own seed, and the caller's global RNG left as it was: a run
+        torch.manual_seed(0)  # that builds the model first must train exactly as every later run with its seed
+        model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
