@@ -188,3 +188,22 @@ def test_a_layout_the_converter_does_not_cover_is_one_message_naming_the_checkpo
         f"model_name_or_path '{toy_checkpoint}' is a Toy (a renamed Llama) checkpoint that tunelab's native transformers "
         "LlamaForCausalLM does not reproduce exactly: rotary_pct 0.5 has no exact Qwen2 equivalent. docs/models.md "
         "lists what is covered; the checkpoint's own code needs the transformers 4.x it was written for.")
+
+
+def test_a_large_checkpoint_is_written_as_shards_with_an_index_that_loads(toy_checkpoint, toy_registered,
+                                                                         monkeypatch):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    import tunelab.model.legacy.convert as convert
+
+    monkeypatch.setattr(convert, "SHARD_SIZE", "8MB")  # the toy's embedding and head are 19 MB each
+    native = Path(legacy.resolve_native(str(toy_checkpoint)))
+    shards = sorted(native.glob("model-*.safetensors"))
+    index = json.loads((native / "model.safetensors.index.json").read_text())
+    assert len(shards) >= 2 and set(index["weight_map"].values()) == {p.name for p in shards}
+    assert not list(native.glob("*.tmp*"))
+    model = AutoModelForCausalLM.from_pretrained(native)
+    original = load_file(str(toy_checkpoint / "model.safetensors"))
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, original[name.replace("model.", "backbone.")]), name

@@ -38,6 +38,8 @@ FAMILY_KEY = "tunelab_original_family"
 #: the config.json key naming the original checkpoint folder: its config.json, code and tokenizer files are
 #: what `export_format: original` writes for a model fine-tuned from it (full / freeze runs save native folders)
 SOURCE_KEY = "tunelab_original_source"
+#: the largest converted weight file (transformers' own default): a 13B checkpoint becomes a few shards
+SHARD_SIZE = "5GB"
 _TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "qwen.tiktoken",
                     "tokenizer.json", "vocab.json", "merges.txt")
 
@@ -161,7 +163,7 @@ def _write_weights(source: Path, family: LegacyFamily, out: Path) -> None:
 
     original = read_config(source)
     state = family.to_native(read_weights(source), original)
-    split = split_torch_state_dict_into_shards(state)
+    split = split_torch_state_dict_into_shards(state, max_shard_size=SHARD_SIZE)
     pid = os.getpid()
     for filename, names in split.filename_to_tensors.items():
         tmp = out / f"{filename}.tmp{pid}"
@@ -170,7 +172,9 @@ def _write_weights(source: Path, family: LegacyFamily, out: Path) -> None:
     if split.is_sharded:
         index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
                  "weight_map": split.tensor_to_filename}
-        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+        tmp_index = out / f"model.safetensors.index.json.tmp{pid}"  # another rank may be reading the folder
+        tmp_index.write_text(json.dumps(index, indent=2), encoding="utf-8")
+        os.replace(tmp_index, out / "model.safetensors.index.json")
     marker = _marker(out) or {}
     marker["weights"] = True
     tmp_marker = out / f"{MARKER}.tmp{pid}"
