@@ -21,14 +21,20 @@ REFERENCES = Path(__file__).resolve().parents[2] / "fixtures" / "legacy_referenc
 
 
 @pytest.mark.parametrize("family", [f.name for f in FAMILIES])
-def test_the_cached_native_folder_computes_what_the_original_code_computes(family, tmp_path, private_cache):
+def test_the_cached_native_folder_computes_what_the_original_code_computes(family, tmp_path, private_cache, caplog):
+    import logging
+
     from transformers import AutoModelForCausalLM
 
+    from tunelab.model.legacy import family_named
     from tunelab.model.load import resolve_model_path
 
     source = tmp_path / family
     shutil.copytree(legacy_fixture_path(family), source)
-    native = Path(resolve_model_path(str(source)))
+    with caplog.at_level(logging.INFO, logger="tunelab.model"):
+        native = Path(resolve_model_path(str(source)))
+    logged = [r.getMessage() for r in caplog.records]
+    assert all(f"  {line}" in logged for line in family_named(family).conversion)  # what was converted, said once
     assert native.parent == private_cache / "native" and not list(native.glob("*.py")) or \
         all(p.name.endswith("_modeling.py") for p in native.glob("*.py"))
     reference = json.loads((REFERENCES / f"{family}.json").read_text(encoding="utf-8"))

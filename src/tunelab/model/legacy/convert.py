@@ -183,3 +183,5 @@ def _write_weights(source: Path, family: LegacyFamily, out: Path) -> None:
     size = sum(t.numel() * t.element_size() for t in state.values()) / 2**30
     logger.info("converted %s (%s) to %s in %s (first use only: %d tensors, %.2f GiB; no remote code runs)",
                 source, family.display, family.native, out, len(state), size)
+    for line in family.conversion:  # what changed on the way, once, beside the line above
+        logger.info("  %s", line)
