@@ -30,6 +30,7 @@ class AutoTemplate(Template):
 
     jinja: str = ""
     special: tuple[tuple[str, str], ...] = ()
+    content_parts: bool = False  # the jinja reads `content` as a list of {"type": "text", ...} parts (LLaVA-NeXT)
 
     def render(
         self,
@@ -49,6 +50,9 @@ class AutoTemplate(Template):
             ]
         offset = 1 if system else 0
         hf = to_hf_messages(messages, system)
+        if self.content_parts:
+            hf = [{**m, "content": [{"type": "text", "text": m["content"]}]} if isinstance(m.get("content"), str) else m
+                  for m in hf]
         options = {"special_tokens": dict(self.special), "tools": tools, "enable_thinking": enable_thinking}
         full = render_jinja(self.jinja, hf, add_generation_prompt=add_generation_prompt, **options)
 
@@ -59,11 +63,18 @@ class AutoTemplate(Template):
             prompt = render_jinja(self.jinja, hf[: offset + index], add_generation_prompt=True, **options)
             whole = render_jinja(self.jinja, hf[: offset + index + 1], **options)
             start = len(prompt)
-            if not (full.startswith(prompt) and whole.startswith(prompt)) or (spans and start < spans[-1][1]):
+            if not whole.startswith(prompt):
+                # The generation prompt opens something this turn's own rendering does not write (GLM-4.7,
+                # MiniMax-M2: `<think>` for an answer that has no reasoning; Gemma 4: an empty thought
+                # channel): the turn is what the template writes after the assistant header.
+                history = len(render_jinja(self.jinja, hf[: offset + index], **options))
+                start = _markup_boundary(whole, _common_prefix(prompt, whole))
+                start = start if start >= history else -1
+            if start < 0 or not full.startswith(whole[:start]) or (spans and start < spans[-1][1]):
                 spans.append((spans[-1][1] if spans else 0, spans[-1][1] if spans else 0, False))
                 continue
             response = whole[start:]
-            size = _common_prefix(response, full[start:])
+            size = _markup_boundary(response, _common_prefix(response, full[start:]))
             while size > 0 and response[size - 1] == "\n" and response[:size].strip():
                 size -= 1  # the separator after the end-of-turn token is not part of the answer
             if message.role == Role.ASSISTANT:
@@ -74,6 +85,17 @@ class AutoTemplate(Template):
             spans.append((start, start + size, trained))
         contents = [m.content for m in messages if m.role in (Role.USER, Role.OBSERVATION)]
         return _segments(full, spans, ([system] if system else []) + contents)
+
+
+def _markup_boundary(text: str, size: int) -> int:
+    """`size`, moved back to the start of a markup token that `text[:size]` cuts in two.
+
+    Two renderings can agree up to the middle of a control token (gpt-oss ends an earlier answer
+    with `<|end|>` and the last one with `<|return|>`; they share `<|`); a span never ends inside one.
+    """
+    head = text[:size]
+    cut = head.rfind("<")
+    return cut if cut > head.rfind(">") and size - cut <= 32 else size
 
 
 def _common_prefix(a: str, b: str) -> int:

@@ -35,6 +35,7 @@ class Thinking:
     history: bool = False  # keep the blocks of turns before the last user query (qwen3: no)
     last_only: bool = False  # only the final turn keeps its block (DeepSeek-R1 drops all others)
     lstrip_answer: bool = True  # the answer after `</think>` loses its leading newlines (qwen3: yes, R1: no)
+    every_turn: bool = False  # every answer carries a block, `empty` when it has none (LLaMA-Factory's reasoning format)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class Template:
     strip_system: bool = False
     text_end: str = EOS  # appended to pre-training documents
     official: str = ""  # the model(s) whose official chat template this matches
+    source: str = "official"  # "official": parity-tested against official jinja; "anchor": LLaMA-Factory's format
+    # (no official jinja obtainable offline); "tunelab": tunelab's own format (default, empty)
+    modalities: tuple[str, ...] = ()  # media the family takes ("image", "video", "audio"); only its text part trains today
     aliases: tuple[str, ...] = field(default=())
 
     def with_overrides(self, **changes: object) -> Template:

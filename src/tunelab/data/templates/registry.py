@@ -1,24 +1,38 @@
 """Looking templates up by name: `get_template(name, tokenizer)` and `list_templates()`.
 
-The registry is an immutable mapping built once from `families.TEMPLATES`; nothing registers
-templates at run time, so every process sees the same set.
+The registry is an immutable mapping built once from three tables: `families.TEMPLATES` (records
+parity-tested against official jinja), `official_jinja.JINJA_TEMPLATES` (names that render the
+official jinja itself) and `anchor_formats.ANCHOR_TEMPLATES` (LLaMA-Factory's formats where no
+official jinja could be obtained; `anchor_multimodal` holds the vision / audio names). Together they accept every template name LLaMA-Factory 0.9.5
+accepts. Nothing registers templates at run time, so every process sees the same set.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+from tunelab.data.templates.anchor_formats import ANCHOR_TEMPLATES
+from tunelab.data.templates.anchor_multimodal import ANCHOR_MULTIMODAL_TEMPLATES
+from tunelab.data.templates.auto import AutoTemplate
 from tunelab.data.templates.base import Template
 from tunelab.data.templates.families import TEMPLATES
+from tunelab.data.templates.jinja import special_tokens_map
+from tunelab.data.templates.official_jinja import JINJA_TEMPLATES
 from tunelab.errors import UserError
 
 logger = logging.getLogger("tunelab.data.templates")
 
-ALIASES: Mapping[str, str] = MappingProxyType({"qwen2": "qwen", "qwen2.5": "qwen", "internlm2": "intern2", "deepseek-v3": "deepseek3"})
-REGISTRY: Mapping[str, Template] = MappingProxyType({template.name: template for template in TEMPLATES})
+# gemma2: LLaMA-Factory's name for Gemma 2, whose official template is Gemma's (byte-identical, TRL gemma.jinja)
+ALIASES: Mapping[str, str] = MappingProxyType(
+    {"qwen2": "qwen", "qwen2.5": "qwen", "internlm2": "intern2", "deepseek-v3": "deepseek3", "gemma2": "gemma"}
+)
+REGISTRY: Mapping[str, Template] = MappingProxyType(
+    {template.name: template for template in (*TEMPLATES, *JINJA_TEMPLATES, *ANCHOR_TEMPLATES, *ANCHOR_MULTIMODAL_TEMPLATES)}
+)
 
 
 def list_templates() -> list[Template]:
@@ -50,7 +64,14 @@ def get_template(
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise UserError(f"template: unknown template '{name}'.{hint} Known templates: {', '.join(REGISTRY)}, auto")
         template = REGISTRY[key]
+        if isinstance(template, AutoTemplate):  # an official jinja: rendered with this tokenizer's bos / eos
+            template = replace(template, special=tuple(sorted(special_tokens_map(tokenizer).items())))
         logger.info("template: using the named template '%s'", template.name)
+        if template.modalities:
+            logger.warning(
+                "template: '%s' is a multimodal family (%s); tunelab trains and serves its text part only for now",
+                template.name, ", ".join(template.modalities),
+            )
     changes: dict[str, Any] = {}
     if tool_format:
         from tunelab.data.templates.tools import get_tool_format

@@ -167,7 +167,7 @@ def _answer_pieces(
     if not enable_thinking:
         reasoning = ""
     is_last = index == count - 1
-    keeps_block = is_last or (thinking.history and bool(reasoning)) or (index > last_user and bool(reasoning) and not thinking.last_only)
+    keeps_block = thinking.every_turn or is_last or (thinking.history and bool(reasoning)) or (index > last_user and bool(reasoning) and not thinking.last_only)
     if not keeps_block:
         return [(answer, True)] if not (reasoning or thinking.empty) else None
     if not reasoning:

@@ -272,14 +272,46 @@ class DefaultTools(ToolFormat):
         return calls or None
 
 
+class UnsupportedTools(ToolFormat):
+    """A tool format LLaMA-Factory names for a template but tunelab does not write (yet).
+
+    The template itself renders plain conversations; only tool schemas and tool calls stop, with one
+    message, instead of being written in some other family's format. Tool results pass through the
+    template's observation turn unchanged, as the anchor writes them.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _refuse(self) -> UserError:
+        return UserError(
+            f"tool_format: the '{self.name}' tool format of this template is not implemented in tunelab; train tool "
+            "calls with `template: auto` (the model's own chat template writes its tools exactly) or set "
+            f"`tool_format:` to one of {', '.join(TOOL_FORMATS)}"
+        )
+
+    def place(self, system: str, tools: list[dict[str, Any]]) -> ToolPlacement:
+        raise self._refuse()
+
+    def format_calls(self, calls: list[ToolCall]) -> str:
+        raise self._refuse()
+
+    def extract(self, text: str) -> list[ToolCall] | None:
+        return None  # answers are never parsed as calls in a format tunelab cannot write
+
+
 TOOL_FORMATS: Mapping[str, ToolFormat] = MappingProxyType(
     {fmt.name: fmt for fmt in (DefaultTools(), QwenTools(), Llama3Tools(), GLM4Tools(), MistralTools())}
+)
+# tool formats of LLaMA-Factory 0.9.5 templates that tunelab keeps the names of but does not write
+UNSUPPORTED_TOOL_FORMATS: Mapping[str, ToolFormat] = MappingProxyType(
+    {name: UnsupportedTools(name) for name in ("glm4_moe", "lfm2", "ling")}
 )
 
 
 def get_tool_format(name: str) -> ToolFormat:
     """The tool format called `name`; a UserError lists the valid names otherwise."""
     try:
-        return TOOL_FORMATS[name]
+        return TOOL_FORMATS[name] if name in TOOL_FORMATS else UNSUPPORTED_TOOL_FORMATS[name]
     except KeyError:
         raise UserError(f"tool_format: unknown format '{name}'; choose one of {', '.join(TOOL_FORMATS)}") from None
