@@ -8,22 +8,35 @@ from template_helpers import CONVERSATIONS, GENERATION, OBS, A, U, conv, load_to
 from tunelab.data.templates import SpecialTokens, chat_template_for_saving, get_template, list_templates
 from tunelab.data.templates.jinja import render_jinja, to_hf_messages
 from tunelab.data.templates.saving import prepare_tokenizer_for_saving
+from tunelab.errors import UserError
 
 TOKENS = SpecialTokens(bos="<s>", eos="</s>")
 CASES = {**{k: (v, False) for k, v in CONVERSATIONS.items()}, **{k: (v, True) for k, v in GENERATION.items()}}
 CASES["tool_result"] = ((None, conv((U, "hi"), (A, "calling"), (OBS, "42"), (A, "It is 42."))), False)
 
 
+class _Tokens:
+    """The bos / eos a tokenizer hands a named official jinja (`get_template(name, tokenizer)`)."""
+
+    bos_token, eos_token = "<s>", "</s>"
+    special_tokens_map = {"bos_token": "<s>", "eos_token": "</s>"}
+
+
 @pytest.mark.parametrize("name", [t.name for t in list_templates() if t.thinking is None])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_generated_jinja_renders_like_tunelab(name: str, case: str) -> None:
-    template = get_template(name)
+    template = get_template(name, _Tokens())
     (system, messages), generation = CASES[case]
+    if getattr(template, "content_parts", False):
+        pytest.skip("this official jinja reads only lists of content parts (as its processor passes them)")
     jinja = chat_template_for_saving(object(), template)
-    expected = template.render_text(messages, system=system, tokens=TOKENS, add_generation_prompt=generation)
+    try:
+        expected = template.render_text(messages, system=system, tokens=TOKENS, add_generation_prompt=generation)
+    except UserError:  # an official jinja that refuses the case (a tool result with no tool call before it)
+        pytest.skip("the official template refuses this conversation")
     rendered = render_jinja(
         jinja, to_hf_messages(messages, system), special_tokens={"bos_token": "<s>", "eos_token": "</s>"},
-        add_generation_prompt=generation,
+        add_generation_prompt=generation, **({"enable_thinking": True} if getattr(template, "thinking_switch", False) else {}),
     )
     assert rendered == expected
 

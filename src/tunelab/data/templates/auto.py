@@ -31,6 +31,7 @@ class AutoTemplate(Template):
     jinja: str = ""
     special: tuple[tuple[str, str], ...] = ()
     content_parts: bool = False  # the jinja reads `content` as a list of {"type": "text", ...} parts (LLaVA-NeXT)
+    thinking_switch: bool = True  # `enable_thinking` reaches the jinja; False: a "nothink" name keeps its jinja's default
 
     def render(
         self,
@@ -53,7 +54,9 @@ class AutoTemplate(Template):
         if self.content_parts:
             hf = [{**m, "content": [{"type": "text", "text": m["content"]}]} if isinstance(m.get("content"), str) else m
                   for m in hf]
-        options = {"special_tokens": dict(self.special), "tools": tools, "enable_thinking": enable_thinking}
+        options: dict[str, Any] = {"special_tokens": dict(self.special), "tools": tools}
+        if self.thinking_switch:
+            options["enable_thinking"] = enable_thinking
         full = render_jinja(self.jinja, hf, add_generation_prompt=add_generation_prompt, **options)
 
         spans: list[tuple[int, int, bool]] = []

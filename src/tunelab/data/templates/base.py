@@ -73,6 +73,7 @@ class Template:
     official: str = ""  # the model(s) whose official chat template this matches
     source: str = "official"  # "official": parity-tested against official jinja; "anchor": LLaMA-Factory's format
     # (no official jinja obtainable offline); "tunelab": tunelab's own format (default, empty)
+    saved_jinja: str = ""  # a shipped official jinja (resources/chat_templates) saved with a model whose tokenizer has none
     modalities: tuple[str, ...] = ()  # media the family takes ("image", "video", "audio"); only its text part trains today
     aliases: tuple[str, ...] = field(default=())
 

@@ -75,11 +75,13 @@ TEMPLATES: tuple[Template, ...] = (
         generation="Assistant:",
         assistant=CONTENT + EOS,
         separator="\n",
+        source="tunelab",
     ),
     Template(
         name="empty",
         description="no markup at all: user text, then the answer and eos (continued pre-training style SFT)",
         user=CONTENT,
+        source="tunelab",
     ),
     Template(
         name="fewshot",
@@ -87,6 +89,7 @@ TEMPLATES: tuple[Template, ...] = (
         "(the anchor's template for benchmark evaluation)",
         user=CONTENT,
         assistant=CONTENT + "\n\n",
+        source="anchor",
     ),
     Template(
         name="alpaca",
@@ -96,6 +99,7 @@ TEMPLATES: tuple[Template, ...] = (
         assistant=CONTENT + EOS,
         separator="\n\n",
         default_system="Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n",
+        source="anchor",
     ),
     Template(
         name="vicuna",
@@ -151,6 +155,7 @@ TEMPLATES: tuple[Template, ...] = (
         thinking=Thinking(),
         text_end="<|endoftext|>",
         official="Qwen/Qwen3-8B",
+        saved_jinja="qwen3",  # TRL's copy of Qwen3's template: enable_thinking works in every tool
     ),
     Template(
         name="qwen3_nothink",
@@ -209,6 +214,7 @@ TEMPLATES: tuple[Template, ...] = (
         end_of_turn="<eod>",
         stop_words=("<eod>",),
         official="IEITYuan/Yuan2-2B-hf (anchor's format; no official jinja)",
+        source="anchor",
     ),
     Template(
         name="telechat",
@@ -287,6 +293,7 @@ TEMPLATES: tuple[Template, ...] = (
         generation_suffix="<think>\n",
         thinking=Thinking(empty="", last_only=True, lstrip_answer=False),
         official="deepseek-ai/DeepSeek-R1",
+        saved_jinja="deepseekr1",  # TRL deepseekv3.jinja: R1's template (the generation prompt opens <think>)
     ),
     Template(
         name="phi",

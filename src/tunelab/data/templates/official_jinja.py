@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from tunelab.data.templates.auto import AutoTemplate
+from tunelab.data.templates.markup import EOS
 
 _LLAMA_CPP = "llama.cpp models/templates/"  # copied from the Hub by llama.cpp's get_chat_template.py (MIT)
 _TRL = "TRL 1.16 trl/chat_templates/"  # the checkpoints' own templates, kept by TRL for identity checks (Apache-2.0)
@@ -29,11 +30,12 @@ class JinjaSource:
     description: str
     model: str  # the checkpoint that ships this template
     copied_from: str  # the public copy the file was taken from, byte for byte
-    end_of_turn: str  # the token that closes an answer (the stop token of inference)
+    end_of_turn: str  # the token that closes an answer (the stop token of inference); EOS: the tokenizer's eos
     stop_words: tuple[str, ...] = ()
     efficient_eos: bool = False  # answers end with the next role token: eos is trained once, at the end
     modalities: tuple[str, ...] = ()
     content_parts: bool = False  # the jinja reads message contents as lists of typed parts only
+    thinking_switch: bool = True  # False: `enable_thinking` is not passed ("nothink" names keep thinking off)
 
 
 JINJA_SOURCES: tuple[JinjaSource, ...] = (
@@ -48,7 +50,8 @@ JINJA_SOURCES: tuple[JinjaSource, ...] = (
                 "Qwen/Qwen3.5-4B and larger", _TRL + "qwen3_5_think.jinja (= llama.cpp Qwen3.5-4B.jinja)",
                 "<|im_end|>", ("<|im_end|>",), modalities=("image", "video")),
     JinjaSource("qwen3_5_nothink", "Qwen3.5 small models (thinking off by default)", "Qwen/Qwen3.5-2B and smaller",
-                _TRL + "qwen3_5_nothink.jinja", "<|im_end|>", ("<|im_end|>",), modalities=("image", "video")),
+                _TRL + "qwen3_5_nothink.jinja", "<|im_end|>", ("<|im_end|>",), modalities=("image", "video"),
+                thinking_switch=False),
     JinjaSource("qwen3_6", "Qwen3.6 (as Qwen3.5, plus preserve_thinking)", "Qwen/Qwen3.6-27B, Qwen3.6-35B-A3B",
                 _TRL + "qwen3_6.jinja", "<|im_end|>", ("<|im_end|>",), modalities=("image", "video")),
     JinjaSource("seed_oss", "Seed-OSS (<seed:think> reasoning with a thinking budget)", "ByteDance-Seed/Seed-OSS-36B-Instruct",
@@ -69,17 +72,19 @@ JINJA_SOURCES: tuple[JinjaSource, ...] = (
                 _LLAMA_CPP + "MiniMax-M2.jinja", "[e~[", ("[e~[",)),
     JinjaSource("mistral_small", "Mistral Small 3.x (tekken: [SYSTEM_PROMPT], dated default system prompt)",
                 "mistralai/Mistral-Small-3.2-24B-Instruct-2506", _LLAMA_CPP + "Mistral-Small-3.2-24B-Instruct-2506.jinja",
-                "</s>", ("</s>",), modalities=("image",)),
+                EOS, modalities=("image",)),
     JinjaSource("ministral3", "Ministral 3 ([THINK] reasoning, default system prompt)", "mistralai/Ministral-3-14B-Reasoning-2512",
-                _LLAMA_CPP + "mistralai-Ministral-3-14B-Reasoning-2512.jinja", "</s>", ("</s>",), modalities=("image",)),
+                _LLAMA_CPP + "mistralai-Ministral-3-14B-Reasoning-2512.jinja", EOS, modalities=("image",)),
     JinjaSource("hy3", "Hunyuan 3 (<｜hy_User｜> roles, reasoning and tool tokens)", "tencent/Hy3",
-                _LLAMA_CPP + "tencent-Hy3.jinja", "<｜hy_eos:opensource｜>", ("<｜hy_eos:opensource｜>",)),
+                _LLAMA_CPP + "tencent-Hy3.jinja", "<｜hy_eos:opensource｜>", ("<｜hy_eos:opensource｜>",),
+                efficient_eos=True),  # the jinja leaves the last answer open: its eos is added once, at the end
     JinjaSource("cohere", "Cohere Command R / Aya (<|START_OF_TURN_TOKEN|> roles)", "CohereLabs/aya-expanse-8b",
                 _TRL + "cohere.jinja", "<|END_OF_TURN_TOKEN|>", ("<|END_OF_TURN_TOKEN|>",)),
     JinjaSource("mimo_vl", "MiMo-VL (Qwen2-VL layout with MiMo's default system prompt and reasoning)", "XiaomiMiMo/MiMo-VL-7B",
                 _LLAMA_CPP + "MiMo-VL.jinja", "<|im_end|>", ("<|im_end|>",), modalities=("image", "video")),
     JinjaSource("llava_next_mistral", "LLaVA-NeXT Mistral ([INST] ... [/INST] with image parts)", "llava-hf/llava-v1.6-mistral-7b-hf",
-                _TRL + "llava_next.jinja", "</s>", ("</s>",), modalities=("image",), content_parts=True),
+                _TRL + "llava_next.jinja", "</s>", ("</s>",), modalities=("image",),
+                content_parts=True),  # the jinja writes "</s>" itself, not eos_token
     JinjaSource("qwen2_vl", "Qwen2-VL / Qwen2.5-VL (ChatML, 'You are a helpful assistant.', image and video parts)",
                 "Qwen/Qwen2.5-VL-7B-Instruct (Qwen2-VL ships the same file)", _TRL + "qwen2_5_vl.jinja", "<|im_end|>",
                 ("<|im_end|>",), modalities=("image", "video")),
@@ -106,6 +111,7 @@ def _template(source: JinjaSource) -> AutoTemplate:
         modalities=source.modalities,
         jinja=read_jinja(source.name),
         content_parts=source.content_parts,
+        thinking_switch=source.thinking_switch,
     )
 
 

@@ -1,0 +1,144 @@
+"""Every template name LLaMA-Factory 0.9.5 accepts works in tunelab, and renders what it should.
+
+The fixture (tests/fixtures/anchor_templates/llamafactory-0.9.5.json, written by
+scripts/templates/dump_anchor_templates.py in the anchor's own environment) holds the anchor's 121
+names and what each renders on six probe conversations. Names with `source="anchor"` must render
+exactly that; names that render a shipped official jinja must train each answer with its end token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from tunelab.cli.main import main
+from tunelab.data.conversation import Message, Role
+from tunelab.data.templates import SpecialTokens, get_template
+from tunelab.data.templates.anchor_formats import ANCHOR_TEMPLATES
+from tunelab.data.templates.anchor_multimodal import ANCHOR_MULTIMODAL_TEMPLATES
+from tunelab.data.templates.official_jinja import JINJA_SOURCES, JINJA_TEMPLATES, read_jinja
+from tunelab.data.templates.registry import ALIASES, REGISTRY
+from tunelab.errors import UserError
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "anchor_templates" / "llamafactory-0.9.5.json"
+
+
+@cache
+def anchor() -> dict:
+    return json.loads(FIXTURE.read_text(encoding="utf-8"))
+
+
+ANCHOR_NAMES = anchor()["names"]
+ANCHOR_FORMATS = [name for name in ANCHOR_NAMES if REGISTRY.get(ALIASES.get(name, name)) and
+                  REGISTRY[ALIASES.get(name, name)].source == "anchor"]
+
+
+def _messages(turns: list[str]) -> list[Message]:
+    return [Message(Role.USER if i % 2 == 0 else Role.ASSISTANT, text) for i, text in enumerate(turns)]
+
+
+class _Tokenizer:
+    """What a named official jinja reads of a tokenizer: its bos / eos."""
+
+    bos_token, eos_token = "<BOS>", "<EOS>"
+    special_tokens_map = {"bos_token": "<BOS>", "eos_token": "<EOS>"}
+
+
+def test_fixture_holds_the_anchors_121_names() -> None:
+    assert anchor()["llamafactory"] == "0.9.5"
+    assert len(ANCHOR_NAMES) == len(set(ANCHOR_NAMES)) == 121
+    assert {"qwen3_5", "qwen3_6", "gemma4", "gpt_oss", "llama4", "mistral_small", "ministral3", "glm4_moe", "glm4_7",
+            "granite4", "lfm2", "seed_oss", "hunyuan", "phi4_mini", "smollm2", "olmo"} <= set(ANCHOR_NAMES)
+
+
+@pytest.mark.parametrize("name", ANCHOR_NAMES)
+def test_every_anchor_name_is_accepted_by_tunelab_check(name: str, capsys) -> None:
+    assert main(["check", "--template", name, "--portable"]) == 0
+    out = capsys.readouterr().out
+    assert "unknown template" not in out
+    assert f" * template: '{name}'" in out
+
+
+def test_an_unknown_name_is_still_refused(capsys) -> None:
+    assert main(["check", "--template", "qwen9_nothing", "--portable"]) == 2
+    captured = capsys.readouterr()
+    assert "unknown template 'qwen9_nothing'" in captured.out + captured.err
+
+
+def test_every_registered_name_says_where_its_format_comes_from() -> None:
+    for template in REGISTRY.values():
+        assert template.source in {"official", "anchor", "tunelab"}, template.name
+        if template.source == "official":
+            assert template.official, template.name
+
+
+@pytest.mark.parametrize("name", ANCHOR_FORMATS)
+def test_anchor_format_renders_exactly_what_the_anchor_renders(name: str) -> None:
+    record = anchor()["templates"][name]
+    template = get_template(name)
+    tokens = SpecialTokens(bos=anchor()["bos"], eos=record["eos"])
+    for key, probe in anchor()["probes"].items():
+        messages = _messages(probe["turns"])
+        if key.startswith("prompt"):
+            got = template.render_text(messages[:-1], system=probe["system"], tokens=tokens, add_generation_prompt=True)
+            assert got == record[key], key
+            continue
+        segments = template.render(messages, system=probe["system"], tokens=tokens)
+        assert "".join(s.text for s in segments) == "".join(p + r for p, r in record[key]), key
+        trained = "".join(s.text for s in segments if s.response and s.trainable)
+        for answer in probe["turns"][1::2]:  # every answer is trained, inside the anchor's response of its turn
+            assert answer in trained, (key, answer)
+            assert any(answer in response for _, response in record[key])
+
+
+def test_anchor_formats_cover_every_name_without_an_official_source() -> None:
+    official = {t.name for t in JINJA_TEMPLATES}
+    families = {t.name for t in REGISTRY.values() if t.source != "anchor"}
+    assert set(ANCHOR_NAMES) <= set(ANCHOR_FORMATS) | official | families | set(ALIASES)
+    assert len(ANCHOR_TEMPLATES) + len(ANCHOR_MULTIMODAL_TEMPLATES) == 72 and len(official) == 22
+    assert all(t.modalities for t in ANCHOR_MULTIMODAL_TEMPLATES) and not any(t.modalities for t in ANCHOR_TEMPLATES)
+
+
+@pytest.mark.parametrize("name", [t.name for t in JINJA_TEMPLATES])
+@pytest.mark.parametrize("thinking", [True, False])
+def test_official_jinja_names_train_each_final_answer_with_its_end_token(name: str, thinking: bool) -> None:
+    template = get_template(name, _Tokenizer())
+    messages = _messages(["Hi there", "Hello! How can I help?", "What is 2+2?", "4"])
+    segments = template.render(messages, system="You are terse.", enable_thinking=thinking)
+    trained = [s.text for s in segments if s.response and s.trainable]
+    assert trained and trained[-1].rstrip().endswith("4" + ("" if template.efficient_eos else template.end_of_turn.replace(
+        "{{eos_token}}", "<EOS>")).rstrip()), trained
+    for piece in trained:  # a trained span never ends inside a control token (gpt-oss: `<|end|>` vs `<|return|>`)
+        assert not piece.endswith(("<", "<|")), piece
+
+
+def test_shipped_jinja_files_are_the_sources_they_name() -> None:
+    for source in JINJA_SOURCES:
+        text = read_jinja(source.name)
+        assert len(text) > 200 and "message" in text, source.name
+        assert source.copied_from.split(" ")[0] in ("llama.cpp", "TRL"), source.name
+    assert read_jinja("gpt_oss").count("<|channel|>") >= 3
+
+
+def test_gemma2_is_gemma() -> None:
+    assert get_template("gemma2") is REGISTRY["gemma"]
+
+
+def test_multimodal_names_say_they_train_the_text_part_only(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="tunelab.data.templates"):
+        template = get_template("qwen2_vl", _Tokenizer())
+    assert template.modalities == ("image", "video")
+    assert "multimodal family (image, video)" in caplog.text and "text part only" in caplog.text
+
+
+def test_a_tool_format_tunelab_does_not_write_is_refused_with_tools() -> None:
+    template = get_template("bailing_v2")
+    tools = [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {}}}]
+    plain = template.render_text(_messages(["hi", "hello"]))
+    assert plain == "<role>HUMAN</role>hi<|role_end|><role>ASSISTANT</role>hello<|role_end|>"
+    with pytest.raises(UserError, match="'ling' tool format .*`template: auto`"):
+        template.render_text(_messages(["hi", "hello"]), tools=tools)
