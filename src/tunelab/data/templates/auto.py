@@ -44,13 +44,16 @@ class AutoTemplate(Template):
         enable_thinking: bool = True,
     ) -> list[Segment]:
         system = system or self.default_system or None
-        if not enable_thinking and "</think>" in self.jinja:  # a reasoning template: answers lose their reasoning
+        reasoning_key = _reasoning_key(self.jinja)
+        if not enable_thinking and (reasoning_key or "</think>" in self.jinja):  # answers lose their reasoning
             messages = [
                 Message(m.role, split_reasoning(m.content)[1].lstrip("\n")) if m.role == Role.ASSISTANT else m
                 for m in messages
             ]
         offset = 1 if system else 0
         hf = to_hf_messages(messages, system)
+        if reasoning_key:
+            hf = [_with_reasoning(m, reasoning_key) if m["role"] == "assistant" else m for m in hf]
         if self.content_parts:
             hf = [{**m, "content": [{"type": "text", "text": m["content"]}]} if isinstance(m.get("content"), str) else m
                   for m in hf]
@@ -88,6 +91,28 @@ class AutoTemplate(Template):
             spans.append((start, start + size, trained))
         contents = [m.content for m in messages if m.role in (Role.USER, Role.OBSERVATION)]
         return _segments(full, spans, ([system] if system else []) + contents)
+
+
+def _reasoning_key(jinja: str) -> str:
+    """The message key a jinja reads an answer's reasoning from ("" when it reads none)."""
+    if "reasoning_content" in jinja:  # Qwen3 / 3.5, GLM-4.5+, Seed-OSS, MiniMax-M2, Gemma 4, Hunyuan 3
+        return "reasoning_content"
+    if "message.thinking" in jinja:  # gpt-oss: the analysis channel
+        return "thinking"
+    return ""
+
+
+def _with_reasoning(message: dict[str, Any], key: str) -> dict[str, Any]:
+    """An answer whose `<think>...</think>` (the LLaMA-Factory data convention) moves to the key its jinja reads.
+
+    Templates that parse the tags themselves (Qwen3) render the same either way; those that only read
+    the key (gpt-oss's `thinking`) would otherwise write the tags into the final answer.
+    """
+    content = message.get("content")
+    if not isinstance(content, str) or "</think>" not in content:
+        return message
+    reasoning, answer = split_reasoning(content)
+    return {**message, "content": answer.lstrip("\n"), key: reasoning.strip("\n")}
 
 
 def _markup_boundary(text: str, size: int) -> int:

@@ -36,6 +36,8 @@ class Thinking:
     last_only: bool = False  # only the final turn keeps its block (DeepSeek-R1 drops all others)
     lstrip_answer: bool = True  # the answer after `</think>` loses its leading newlines (qwen3: yes, R1: no)
     every_turn: bool = False  # every answer carries a block, `empty` when it has none (LLaMA-Factory's reasoning format)
+    switchable: bool = True  # False: the official generation prompt always opens a block (DeepSeek-R1), so
+    # `enable_thinking: false` would train answers the served model is never prompted for: refused
 
 
 @dataclass(frozen=True)

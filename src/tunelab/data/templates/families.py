@@ -291,7 +291,7 @@ TEMPLATES: tuple[Template, ...] = (
         description="DeepSeek R1 and its distills (V3 format; the generation prompt opens <think>)",
         **_DEEPSEEK3,
         generation_suffix="<think>\n",
-        thinking=Thinking(empty="", last_only=True, lstrip_answer=False),
+        thinking=Thinking(empty="", last_only=True, lstrip_answer=False, switchable=False),
         official="deepseek-ai/DeepSeek-R1",
         saved_jinja="deepseekr1",  # TRL deepseekv3.jinja: R1's template (the generation prompt opens <think>)
     ),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.data.conversation import Message, Role
 from tunelab.data.templates.markup import CONTENT, Segment, SpecialTokens
 from tunelab.data.templates.tools import ToolPlacement, get_tool_format, parse_calls
+from tunelab.errors import UserError
 
 if TYPE_CHECKING:  # only a type here: base.py imports this module for Template.render
     from tunelab.data.templates.base import Template
@@ -79,6 +80,13 @@ def render(
     (see `tools.normalize_tools`). With `add_generation_prompt` the assistant header of the next
     turn is appended (inference, and the shared prompt of preference pairs).
     """
+    if template.thinking is not None and not template.thinking.switchable and not enable_thinking:
+        raise UserError(
+            f"enable_thinking: false cannot be used with template {template.name}: its official chat template opens a "
+            "<think> block in every generation prompt, so the model would be trained on answers it is never prompted "
+            "for. Keep enable_thinking: true with answers that carry their reasoning (<think>...</think>), or use "
+            "template deepseek3 for answers without reasoning."
+        )
     tokens = tokens or SpecialTokens()
     out = _Builder(tokens, template.stop_words)
     fmt = get_tool_format(template.tool_format)

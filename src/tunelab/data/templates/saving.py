@@ -51,11 +51,12 @@ def _split_reasoning(template: Template) -> str:
         return ""
     opening, closing = json.dumps(thinking.open, ensure_ascii=False), json.dumps(thinking.close, ensure_ascii=False)
     strip = " | trim" if template.strip_content else ""
+    lstrip = ".lstrip('\\n')" if thinking.lstrip_answer else ""
     return (
         "{%- set ns.reasoning = '' -%}"
         f"{{%- if {closing} in content -%}}"
         f"{{%- set ns.reasoning = (content.split({closing})[:-1] | join({closing})).rstrip('\n').split({opening})[-1].lstrip('\n') -%}}"
-        f"{{%- set content = (content.split({closing})[-1]{'.lstrip(chr(10))' if thinking.lstrip_answer else ''}){strip} -%}}"
+        f"{{%- set content = (content.split({closing})[-1]{lstrip}){strip} -%}}"
         "{%- endif -%}"
     )
 
@@ -97,6 +98,8 @@ def jinja_for(template: Template) -> str:
         "{%- endfor -%}",
         "{%- if add_generation_prompt -%}{{- " + _literal(template.generation + template.generation_suffix) + " -}}",
     ]
+    if template.thinking is not None and template.thinking.every_turn and template.thinking.empty:
+        lines.append("{%- if enable_thinking is false -%}{{- " + _literal(template.thinking.empty) + " -}}{%- endif -%}")
     if template.suffix:
         lines.append("{%- elif loop_messages and loop_messages[-1]['role'] == 'assistant' -%}{{- " + _literal(template.suffix) + " -}}")
     lines.append("{%- endif -%}")
