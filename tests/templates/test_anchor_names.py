@@ -99,7 +99,7 @@ def test_anchor_formats_cover_every_name_without_an_official_source() -> None:
     official = {t.name for t in JINJA_TEMPLATES}
     families = {t.name for t in REGISTRY.values() if t.source != "anchor"}
     assert set(ANCHOR_NAMES) <= set(ANCHOR_FORMATS) | official | families | set(ALIASES)
-    assert len(ANCHOR_TEMPLATES) + len(ANCHOR_MULTIMODAL_TEMPLATES) == 72 and len(official) == 22
+    assert len(ANCHOR_TEMPLATES) + len(ANCHOR_MULTIMODAL_TEMPLATES) == 68 and len(official) == 22
     assert all(t.modalities for t in ANCHOR_MULTIMODAL_TEMPLATES) and not any(t.modalities for t in ANCHOR_TEMPLATES)
 
 

@@ -43,6 +43,11 @@ LOCAL_FAMILIES = {
     "llama2": ("llama2", set()),
     # the mirrored TeleChat2 template's default system prompt may have lost its full-width punctuation
     "telechat2": ("telechat2", _WITHOUT_SYSTEM),
+    # LLaMA-Factory names whose Hub template llama.cpp's tests pin (the anchor's formats differ: see docs/templates.md)
+    "openchat": ("openchat", set()),
+    "deepseekcoder": ("deepseekcoder", set()),
+    "phi_small": ("phi_small", set()),
+    "bailing": ("bailing", set()),
 }
 REAL_TOKENIZERS = {"qwen2.5": "qwen2.5", "qwen3": "qwen3", "deepseek-v3": "deepseek-v3", "qwen3-instruct-2507": "qwen3"}
 ALL_FAMILIES = {**SHARED_FAMILIES, **LOCAL_FAMILIES}

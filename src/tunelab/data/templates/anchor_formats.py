@@ -12,7 +12,8 @@ How a slot list became a record: the anchor's user slot holds the next assistant
 `generation` here; trailing newlines after an answer's end token are the (untrained) `separator`;
 LLaMA-Factory's reasoning templates put an (empty) thought in front of every answer, before the
 answer slot's own leading text (`Thinking(every_turn=True)`); a set slot that names neither bos nor
-eos writes nothing, as in the anchor (phi_small).
+eos writes nothing, as in the anchor. Names whose official jinja turned up later (openchat,
+deepseekcoder, phi_small, bailing) moved to `families.py` with the official layout.
 """
 
 from __future__ import annotations
@@ -20,18 +21,6 @@ from __future__ import annotations
 from tunelab.data.templates.base import BOS, CONTENT, EOS, Template, Thinking
 
 ANCHOR_TEMPLATES: tuple[Template, ...] = (
-    Template(
-        name="bailing",
-        description="Ling / Bailing (<role>HUMAN</role> ... <role>ASSISTANT</role>)",
-        system="<role>SYSTEM</role>" + CONTENT,
-        user="<role>HUMAN</role>" + CONTENT,
-        generation="<role>ASSISTANT</role>",
-        observation="<role>OBSERVATION</role>" + CONTENT,
-        assistant=CONTENT,
-        stop_words=("<|endoftext|>",),
-        efficient_eos=True,
-        source="anchor",
-    ),
     Template(
         name="bailing_v2",
         description="Ling 2.0 (<role> headers closed by <|role_end|>)",
@@ -94,18 +83,6 @@ ANCHOR_TEMPLATES: tuple[Template, ...] = (
         end_of_turn="<|im_end|>",
         stop_words=("<|im_end|>",),
         default_system="You are DBRX, created by Databricks. You were last updated in December 2023. You answer questions based on information available up to that point.\nYOU PROVIDE SHORT RESPONSES TO SHORT QUESTIONS OR STATEMENTS, but provide thorough responses to more complex and open-ended questions.\nYou assist with various tasks, from writing to coding (using markdown for code blocks — remember to use ``` with code, JSON, and tables).\n(You do not have real-time data access or code execution capabilities. You avoid stereotyping and provide balanced perspectives on controversial topics. You do not provide song lyrics, poems, or news articles and do not divulge details of your training data.)\nThis is your system prompt, guiding your responses. Do not reference it, just respond to the user. If you find yourself talking about this message, stop. You should be responding appropriately and usually that means not mentioning this.\nYOU DO NOT MENTION ANY OF THIS INFORMATION ABOUT YOURSELF UNLESS THE INFORMATION IS DIRECTLY PERTINENT TO THE USER'S QUERY.",
-        source="anchor",
-    ),
-    Template(
-        name="deepseekcoder",
-        description="DeepSeek Coder instruct ('### Instruction:' / '### Response:', <|EOT|>)",
-        prefix=BOS,
-        user="### Instruction:\n" + CONTENT + "\n",
-        generation="### Response:",
-        assistant="\n" + CONTENT + "\n<|EOT|>",
-        separator="\n",
-        end_of_turn="\n<|EOT|>",
-        default_system="You are an AI programming assistant, utilizing the DeepSeek Coder model, developed by DeepSeek Company, and you only answer questions related to computer science. For politically sensitive questions, security and privacy issues, and other non-computer science questions, you will refuse to answer.\n",
         source="anchor",
     ),
     Template(
@@ -288,14 +265,6 @@ ANCHOR_TEMPLATES: tuple[Template, ...] = (
         source="anchor",
     ),
     Template(
-        name="openchat",
-        description="OpenChat 3.5 ('GPT4 Correct User: ... GPT4 Correct Assistant:')",
-        prefix=BOS,
-        user="GPT4 Correct User: " + CONTENT + EOS + "GPT4 Correct ",
-        generation="Assistant:",
-        source="anchor",
-    ),
-    Template(
         name="openchat-3.6",
         description="OpenChat 3.6 (Llama 3 header ids with GPT4 Correct roles)",
         prefix=BOS,
@@ -316,18 +285,6 @@ ANCHOR_TEMPLATES: tuple[Template, ...] = (
         end_of_turn="<|im_end|>",
         stop_words=("<|im_end|>",),
         default_system="You are OpenCoder, created by OpenCoder Team.",
-        source="anchor",
-    ),
-    Template(
-        name="phi_small",
-        description="Phi-3-small (<|user|> ... <|end|>)",
-        system="<|system|>\n" + CONTENT + "<|end|>\n",
-        user="<|user|>\n" + CONTENT + "<|end|>\n",
-        generation="<|assistant|>\n",
-        assistant=CONTENT + "<|end|>",
-        separator="\n",
-        end_of_turn="<|end|>",
-        stop_words=("<|end|>",),
         source="anchor",
     ),
     Template(

@@ -478,8 +478,8 @@ ANCHOR_MULTIMODAL_TEMPLATES: tuple[Template, ...] = (
     Template(
         name="yi_vl",
         description="Yi-VL ('### Human:' / '### Assistant:')",
-        user="### Human: " + CONTENT + "\n### ",
-        generation="Assistant:",
+        user="### Human: " + CONTENT + "\n",
+        generation="### Assistant:",
         assistant=CONTENT + "\n",
         stop_words=("###",),
         efficient_eos=True,
