@@ -142,3 +142,31 @@ def test_a_tool_format_tunelab_does_not_write_is_refused_with_tools() -> None:
     assert plain == "<role>HUMAN</role>hi<|role_end|><role>ASSISTANT</role>hello<|role_end|>"
     with pytest.raises(UserError, match="'ling' tool format .*`template: auto`"):
         template.render_text(_messages(["hi", "hello"]), tools=tools)
+
+
+# official-jinja names whose family's real tokenizer is in ../shared/fixtures/tokenizers (Qwen2-VL uses Qwen2.5's
+# vocabulary, Qwen3-VL / 3.5 / 3.6 Qwen3's control tokens)
+JINJA_WITH_TOKENIZER = {"qwen2_vl": "qwen2.5", "mimo_vl": "qwen2.5", "qwen3_vl_nothink": "qwen3", "qwen3_5": "qwen3",
+                        "qwen3_5_nothink": "qwen3", "qwen3_6": "qwen3"}
+
+
+@pytest.mark.parametrize("name", sorted(JINJA_WITH_TOKENIZER))
+@pytest.mark.parametrize("case", ["single", "single_system", "multi", "unicode"])
+def test_official_jinja_names_encode_the_ids_of_apply_chat_template(name: str, case: str) -> None:
+    """Segment-wise encoding of a shipped official jinja gives exactly `apply_chat_template`'s ids."""
+    from template_helpers import CONVERSATIONS, GENERATION, load_tokenizer
+
+    from tunelab.data.encode import encode_prompt, encode_supervised
+    from tunelab.data.templates.jinja import to_hf_messages
+
+    tokenizer = load_tokenizer(JINJA_WITH_TOKENIZER[name])
+    template = get_template(name, tokenizer)
+    system, messages = CONVERSATIONS[case]
+    hf = to_hf_messages(messages, system)
+    options = {} if name == "qwen3_5_nothink" else {"enable_thinking": True}
+    expected = tokenizer.apply_chat_template(hf, chat_template=template.jinja, tokenize=True, return_dict=False, **options)
+    assert encode_supervised(tokenizer, template, messages, system=system, cutoff_len=4096)["input_ids"] == list(expected)
+    system, messages = GENERATION["gen_multi"]
+    expected = tokenizer.apply_chat_template(to_hf_messages(messages, system), chat_template=template.jinja, tokenize=True,
+                                             add_generation_prompt=True, return_dict=False, **options)
+    assert encode_prompt(tokenizer, template, messages, system=system) == list(expected)
