@@ -50,6 +50,8 @@ ANCHOR_MULTIMODAL_TEMPLATES: tuple[Template, ...] = (
         end_of_turn="<end_of_turn>",
         stop_words=("<end_of_turn>",),
         modalities=('image', 'audio'),
+        strip_content=True,
+        strip_system=True,  # as the family's official template (Gemma 3 / Llama 3) trims
         source="anchor",
     ),
     Template(
@@ -212,6 +214,8 @@ ANCHOR_MULTIMODAL_TEMPLATES: tuple[Template, ...] = (
         stop_words=("<|eot_id|>", "<|eom_id|>"),
         tool_format="llama3",
         modalities=('image',),
+        strip_content=True,
+        strip_system=True,  # as the family's official template (Gemma 3 / Llama 3) trims
         source="anchor",
     ),
     Template(
@@ -245,6 +249,8 @@ ANCHOR_MULTIMODAL_TEMPLATES: tuple[Template, ...] = (
         stop_words=("<|eot_id|>", "<|eom_id|>"),
         tool_format="llama3",
         modalities=('image',),
+        strip_content=True,
+        strip_system=True,  # as the family's official template (Gemma 3 / Llama 3) trims
         source="anchor",
     ),
     Template(
@@ -375,6 +381,8 @@ ANCHOR_MULTIMODAL_TEMPLATES: tuple[Template, ...] = (
         end_of_turn="<end_of_turn>",
         stop_words=("<end_of_turn>",),
         modalities=('image',),
+        strip_content=True,
+        strip_system=True,  # as the family's official template (Gemma 3 / Llama 3) trims
         source="anchor",
     ),
     Template(
