@@ -170,3 +170,16 @@ def test_official_jinja_names_encode_the_ids_of_apply_chat_template(name: str, c
     expected = tokenizer.apply_chat_template(to_hf_messages(messages, system), chat_template=template.jinja, tokenize=True,
                                              add_generation_prompt=True, return_dict=False, **options)
     assert encode_prompt(tokenizer, template, messages, system=system) == list(expected)
+
+
+def test_official_jinja_names_have_their_markup_checked_against_the_tokenizer() -> None:
+    """A named official jinja is held to the same rule as a record: its control tokens must be tokens."""
+    from template_helpers import load_tokenizer
+
+    from tunelab.data.templates.token_check import markup_problem, template_markup
+
+    tokenizer = load_tokenizer("qwen2.5")
+    assert markup_problem(get_template("qwen2_vl", tokenizer), tokenizer) is None
+    assert template_markup(REGISTRY["gpt_oss"]) == ("<|return|>", "<|start|>", "<|message|>", "<|end|>", "<|channel|>")
+    problem = markup_problem(get_template("gpt_oss", tokenizer), tokenizer, "Qwen2.5")
+    assert problem and "template: gpt_oss writes <|return|>, <|start|>, <|message|>, <|end|>, <|channel|>" in problem

@@ -22,6 +22,8 @@ _CONTROL_TOKEN = re.compile(
     r"|<(?:start|end)_of_turn>"  # Gemma
     r"|<(?:sep|eod|sop)>"  # Yuan, GLM-4
     r"|\[gMASK\]"  # ChatGLM / GLM-4
+    r"|<\|[a-z_]+>|<[a-z_]+\|>"  # <|turn>, <turn|>, <|channel> (Gemma 4)
+    r"|<seed:[a-z_]+>"  # <seed:bos>, <seed:eos> (Seed-OSS)
 )
 
 
@@ -31,14 +33,29 @@ TEXT_MARKUP_TEMPLATES = frozenset({"zephyr"})
 
 def template_markup(template: Template) -> tuple[str, ...]:
     """The control tokens the template writes around turns, in first-seen order. Extra stop words are not
-    required (Llama 3.0's vocabulary has no `<|eom_id|>`, which 3.1 added); the end-of-turn token is."""
+    required (Llama 3.0's vocabulary has no `<|eom_id|>`, which 3.1 added); the end-of-turn token is.
+
+    A name that renders an official jinja has no format fields: its markup is read off a rendering of a
+    small conversation (the jinja's own bos / eos variables left empty, as they are the tokenizer's)."""
     if template.name in TEXT_MARKUP_TEMPLATES:
         return ()
     parts = (template.prefix, template.system, template.user, template.generation, template.assistant,
              template.separator, template.suffix, template.observation or "", template.function or "",
              template.end_of_turn)
     text = "".join(parts).replace(CONTENT, " ").replace(BOS, " ").replace(EOS, " ")
+    if getattr(template, "jinja", "") and template.name != "auto":
+        text += _rendered_markup(template)
     return tuple(dict.fromkeys(_CONTROL_TOKEN.findall(text)))
+
+
+def _rendered_markup(template: Template) -> str:
+    from dataclasses import replace
+
+    from tunelab.data.conversation import Message, Role
+
+    probe = [Message(Role.USER, " "), Message(Role.ASSISTANT, " "), Message(Role.USER, " ")]
+    bare = replace(template, special=())  # type: ignore[call-arg]  # only AutoTemplate has `special`
+    return bare.render_text(probe, system=" ", add_generation_prompt=True)
 
 
 def is_single_token(tokenizer: Any, piece: str) -> bool:
