@@ -76,8 +76,13 @@ def test_each_family_names_its_control_tokens():
 
 
 @pytest.mark.parametrize(("fixture", "passing"), [
-    ("qwen2.5", {"chatml", "qwen", "qwen3", "qwen3_nothink", "yi", "intern2"}),
-    ("deepseek-v3", {"deepseek3", "deepseekr1"}),
+    # every ChatML layout (the anchor's names for Qwen-based and ChatML families included)
+    ("qwen2.5", {"chatml", "qwen", "qwen3", "qwen3_nothink", "yi", "intern2", "chatml_de", "cpm4", "dbrx", "ernie",
+                 "falcon_h1", "intern_s1", "intern_vl", "keye_vl", "lfm2", "llava_next_qwen", "llava_next_video_yi",
+                 "llava_next_yi", "mimo", "mimo_v2", "mimo_vl", "minicpm_o", "minicpm_v", "minicpm_v_4_6", "opencoder",
+                 "qwen2_audio", "qwen2_omni", "qwen2_vl", "qwen3_5", "qwen3_5_nothink", "qwen3_6", "qwen3_omni",
+                 "qwen3_omni_nothink", "qwen3_vl", "qwen3_vl_nothink", "sailor", "smollm", "smollm2"}),
+    ("deepseek-v3", {"deepseek3", "deepseekr1", "deepseekcoder"}),
 ])
 def test_real_tokenizers_pass_their_own_families(fixture, passing):
     from transformers import AutoTokenizer

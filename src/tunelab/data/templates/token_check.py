@@ -53,9 +53,14 @@ def _rendered_markup(template: Template) -> str:
 
     from tunelab.data.conversation import Message, Role
 
+    from tunelab.errors import UserError
+
     probe = [Message(Role.USER, " "), Message(Role.ASSISTANT, " "), Message(Role.USER, " ")]
-    bare = replace(template, special=())  # type: ignore[call-arg]  # only AutoTemplate has `special`
-    return bare.render_text(probe, system=" ", add_generation_prompt=True)
+    bare = replace(template, special=(("bos_token", ""), ("eos_token", "")))  # type: ignore[call-arg]  # AutoTemplate's
+    try:
+        return bare.render_text(probe, system=" ", add_generation_prompt=True)
+    except UserError:  # a jinja that refuses the probe: its markup is unknown, nothing to require
+        return ""
 
 
 def is_single_token(tokenizer: Any, piece: str) -> bool:
