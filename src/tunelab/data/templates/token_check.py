@@ -9,10 +9,13 @@ Markup is recognised by the shapes model families give their control tokens; pla
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
+from tunelab.data.conversation import Message, Role
 from tunelab.data.templates.base import Template
 from tunelab.data.templates.markup import BOS, CONTENT, EOS
+from tunelab.errors import UserError
 
 _CONTROL_TOKEN = re.compile(
     r"<\|[^<>|\s]+\|>"  # <|im_start|>, <|eot_id|>, <|user|> (ChatML, Llama 3, GLM, Phi)
@@ -49,12 +52,6 @@ def template_markup(template: Template) -> tuple[str, ...]:
 
 
 def _rendered_markup(template: Template) -> str:
-    from dataclasses import replace
-
-    from tunelab.data.conversation import Message, Role
-
-    from tunelab.errors import UserError
-
     probe = [Message(Role.USER, " "), Message(Role.ASSISTANT, " "), Message(Role.USER, " ")]
     bare = replace(template, special=(("bos_token", ""), ("eos_token", "")))  # type: ignore[call-arg]  # AutoTemplate's
     try:
