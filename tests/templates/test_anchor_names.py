@@ -183,3 +183,9 @@ def test_official_jinja_names_have_their_markup_checked_against_the_tokenizer() 
     assert template_markup(REGISTRY["gpt_oss"]) == ("<|return|>", "<|start|>", "<|message|>", "<|end|>", "<|channel|>")
     problem = markup_problem(get_template("gpt_oss", tokenizer), tokenizer, "Qwen2.5")
     assert problem and "template: gpt_oss writes <|return|>, <|start|>, <|message|>, <|end|>, <|channel|>" in problem
+
+
+def test_docs_list_every_template_name() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "templates.md").read_text(encoding="utf-8")
+    missing = [name for name in REGISTRY if f"| `{name}` |" not in docs]
+    assert not missing, f"docs/templates.md's table lacks {missing}"
