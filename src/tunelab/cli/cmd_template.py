@@ -1,8 +1,9 @@
-"""`tunelab template list | render`: see the chat templates and exactly which tokens a model learns.
+"""`tunelab template list | render | check`: see the chat templates and exactly which tokens a model learns.
 
 `render` prints each example as the model sees it, trained tokens highlighted (green on a terminal,
 `[[...]]` otherwise), followed by a token / label table, so a wrong template or mask is caught
-before any GPU time is spent.
+before any GPU time is spent. `check` compares a named template with the model's own chat template
+on the drift guard's probes (`data/templates/drift.py`): exit 0 identical, 1 different, 2 a user error.
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ DEMO_MESSAGES = [
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tunelab template", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("list", help="list the named templates")
+    sub.add_parser("list", help="list the named templates, each with the official template it is checked against")
+    check = sub.add_parser("check", help="compare a named template with the model's own chat template "
+                                         "(exit 0 identical, 1 different, 2 user error)")
+    check.add_argument("--model_name_or_path", required=True,
+                       help="model or tokenizer folder, hub id, or a built-in model (tunelab/tiny-chat)")
+    check.add_argument("--template", default=None,
+                       help="the named template to compare (see `tunelab template list`); omitted or `auto`: nothing to compare")
+    check.add_argument("--trust_remote_code", type=_bool, default=False,
+                       help="run tokenizer code shipped with the model (true / false; default false)")
     render = sub.add_parser("render", help="render examples with a template and show the trained tokens")
     render.add_argument("name", help="template name (see `tunelab template list`) or `auto`")
     render.add_argument("--model_name_or_path", required=True,
@@ -61,7 +70,19 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.action == "list":
         return _list()
+    if args.action == "check":
+        return _check(args)
     return _render(args)
+
+
+#: the `source` column of `list`, and the legend printed under it
+SOURCES = {
+    "official": "official: {official}",
+    "anchor": "anchor (LLaMA-Factory format)",
+    "tunelab": "tunelab (own format)",
+}
+LEGEND = ("official: checked token for token against that model's official chat template; anchor: LLaMA-Factory's "
+          "format, no official chat template to check against offline; tunelab: tunelab's own format")
 
 
 def _list() -> int:
@@ -69,23 +90,82 @@ def _list() -> int:
 
     templates = list_templates()
     width = max(len(t.name) for t in templates)
+    column = min(44, max(len(checked_against(t)) for t in templates))
     for template in templates:
-        print(f"{template.name.ljust(width)}  {template.description}")
-    print(f"{'auto'.ljust(width)}  the model's own chat template (tokenizer_config.json); the default")
+        print(f"{template.name.ljust(width)}  {checked_against(template).ljust(column)}  {template.description}"
+              f"{multimodal_note(template)}")
+    print(f"{'auto'.ljust(width)}  {'model (its own)'.ljust(column)}  the model's own chat template "
+          "(tokenizer_config.json); the default")
+    print(LEGEND)
     return 0
 
 
-def _render(args: argparse.Namespace) -> int:
+def checked_against(template: Any) -> str:
+    """The source column: whose official template a record is checked against, or where its format comes from."""
+    official = template.official.split(" (")[0] or "its family"  # the model id, without the notes on where the file came from
+    return SOURCES.get(template.source, template.source).format(official=official)
+
+
+def multimodal_note(template: Any) -> str:
+    if not template.modalities:
+        return ""
+    return f" [multimodal ({', '.join(template.modalities)}): text part only until multimodal fine-tuning lands]"
+
+
+def _load_tokenizer(model_name_or_path: str, trust_remote_code: bool) -> Any:
+    """The tokenizer exactly as training loads it: built-in models, trust_remote_code given (never a [y/N] prompt)."""
     from tunelab.config.model_args import ModelArguments
+    from tunelab.model.load import load_tokenizer, resolve_model_path
+
+    model_args = ModelArguments(model_name_or_path=model_name_or_path, trust_remote_code=trust_remote_code)
+    return load_tokenizer(model_args, resolve_model_path(model_name_or_path, weights=False))
+
+
+def _check(args: argparse.Namespace) -> int:
+    from tunelab.data.templates import get_template
+    from tunelab.data.templates.drift import compare, first_drift, own_jinja
+
+    tokenizer = _load_tokenizer(args.model_name_or_path, args.trust_remote_code)
+    model = args.model_name_or_path
+    if not args.template or args.template == "auto":
+        if not own_jinja(tokenizer):
+            raise UserError(f"{model} has no chat template of its own, so `template: auto` cannot be used and there "
+                            "is nothing to compare against; name a template with --template (see `tunelab template list`).")
+        print(f"no --template: `template: auto` uses the model's own chat template of {model}, so there is nothing "
+              "to compare; pass --template NAME to compare a named template with it.")
+        return 0
+    template = get_template(args.template, tokenizer)
+    if not own_jinja(tokenizer):
+        raise UserError(f"{model} has no chat template of its own (no chat_template in tokenizer_config.json), so "
+                        f"there is nothing to compare '{template.name}' against.")
+    results = compare(template, tokenizer)
+    for result in results:
+        print(f"=== probe {result.probe}: template '{template.name}' vs the chat template of {model} ===")
+        if result.refused:
+            print(f"not compared: {result.refused}")
+            continue
+        print(f"--- '{template.name}' ({len(result.named_ids)} tokens)\n{result.named}\nids: {list(result.named_ids)}")
+        print(f"--- the model's own ({len(result.own_ids)} tokens)\n{result.own}\nids: {list(result.own_ids)}")
+        print("identical" if result.offset is None else f"first difference at character {result.offset}")
+    drift = first_drift(results, template.name, model)
+    if drift is None and not any(result.compared for result in results):
+        raise UserError(f"the chat template of {model} renders none of the probes, so there is nothing to compare "
+                        f"'{template.name}' against.")
+    if drift is None:
+        print(f"result: identical: '{template.name}' renders every compared probe exactly as the chat template of {model}")
+        return 0
+    print(f"result: different: on the probe {drift.probe}, at character {drift.offset}, {drift.side_by_side()}. "
+          "Train with `template: auto` to use the model's own layout.")
+    return 1
+
+
+def _render(args: argparse.Namespace) -> int:
     from tunelab.config.stages import DataKind
     from tunelab.data.encode import EncodeOptions, encode_as
     from tunelab.data.templates import get_template
     from tunelab.data.templates.token_check import markup_problem
-    from tunelab.model.load import load_tokenizer, resolve_model_path
 
-    # the tokenizer exactly as training loads it: built-in models, trust_remote_code given (never a [y/N] prompt)
-    model_args = ModelArguments(model_name_or_path=args.model_name_or_path, trust_remote_code=args.trust_remote_code)
-    tokenizer = load_tokenizer(model_args, resolve_model_path(args.model_name_or_path, weights=False))
+    tokenizer = _load_tokenizer(args.model_name_or_path, args.trust_remote_code)
     template = get_template(args.name, tokenizer, tool_format=args.tool_format, default_system=args.default_system)
     problem = markup_problem(template, tokenizer, args.model_name_or_path)
     if problem:

@@ -14,6 +14,11 @@ class DataArguments:
         default=None,
         metadata={"help": "Chat template name (see `tunelab template list`); empty or `auto` uses the tokenizer's own chat template."},
     )
+    check_template: bool = field(
+        default=True,
+        metadata={"help": "tunelab: warn once when a named template writes conversations differently from the model's "
+                          "own chat template (training, chat / api, export); false silences it."},
+    )
     dataset: str | None = field(
         default=None, metadata={"help": "Training data set name(s) from dataset_info.json, comma separated."}
     )

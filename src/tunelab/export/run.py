@@ -74,13 +74,16 @@ def check_request(config: Config, options: ExportOptions) -> Path:
 def resolve_template(config: Config, tokenizer: Any) -> Template | None:
     """The named template, or the tokenizer's own (`auto`); None when there is neither."""
     from tunelab.data.templates import get_template
+    from tunelab.data.templates.drift import warn_on_drift
 
     name = config.data.template
     if not name or name == "auto":
         if not getattr(tokenizer, "chat_template", None):
             logger.warning("no template named and the tokenizer has no chat template: probing with plain text only")
             return None
-    return get_template(name, tokenizer, tool_format=config.data.tool_format, default_system=config.data.default_system)
+    template = get_template(name, tokenizer, tool_format=config.data.tool_format, default_system=config.data.default_system)
+    warn_on_drift(template, tokenizer, config.data, where="export", model=config.model.model_name_or_path)
+    return template
 
 
 def _collect() -> None:

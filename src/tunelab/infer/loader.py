@@ -14,6 +14,7 @@ from tunelab.config.resolved import Config
 from tunelab.config.stages import get_stage_spec
 from tunelab.data.encode import stop_token_ids
 from tunelab.data.templates import get_template
+from tunelab.data.templates.drift import warn_on_drift
 from tunelab.errors import UserError
 from tunelab.infer.chat_model import ChatModel
 from tunelab.infer.engine import Engine
@@ -101,6 +102,7 @@ def load_chat_model(config: Config, *, name: str | None = None) -> ChatModel:
     tokenizer = load_tokenizer(margs, model_path=path)
     data = config.data
     template = get_template(data.template, tokenizer, tool_format=data.tool_format, default_system=data.default_system)
+    warn_on_drift(template, tokenizer, data, where="inference", model=margs.model_name_or_path)
     stop_ids = stop_token_ids(tokenizer, template)
     engine: Engine
     scorer = None

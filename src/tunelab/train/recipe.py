@@ -58,6 +58,7 @@ def run_training(config: Config) -> TrainingRun:
     import transformers
 
     from tunelab.data.templates import get_template
+    from tunelab.data.templates.drift import warn_on_drift
     from tunelab.model.liger import apply_liger_kernels, liger_installed, resolve_liger
     from tunelab.model.load import load_model, load_tokenizer, resolve_model_path, torch_dtype_for
     from tunelab.model.quantization import quantization_config
@@ -89,6 +90,7 @@ def run_training(config: Config) -> TrainingRun:
     tokenizer = load_tokenizer(config.model, model_path)
     template = get_template(config.data.template, tokenizer, tool_format=config.data.tool_format,
                             default_system=config.data.default_system)
+    warn_on_drift(template, tokenizer, config.data, where="training", model=config.model.model_name_or_path)
     dtype = torch_dtype_for(values, config.model.infer_dtype)
     config.model.enable_liger_kernel = resolve_liger(config.model.enable_liger_kernel, cuda_available=cuda_available(),
                                                      installed=liger_installed())
