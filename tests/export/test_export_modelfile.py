@@ -12,15 +12,18 @@ from _gotemplate import render
 
 from tunelab.data.conversation import Message, Role
 from tunelab.data.templates import SpecialTokens, list_templates
+from tunelab.data.templates.auto import AutoTemplate
 from tunelab.data.templates.base import BOS
 from tunelab.export.modelfile import modelfile_text
 
 GOLDEN = Path(__file__).parent / "golden" / "modelfile"
 TOKENS = SpecialTokens(bos="<s>", eos="</s>")
-NAMES = [template.name for template in list_templates()]
+# names that render an official jinja have no record fields to write a Go template from (export says so)
+RECORDS = [template for template in list_templates() if not isinstance(template, AutoTemplate)]
+NAMES = [template.name for template in RECORDS]
 
 
-@pytest.mark.parametrize("template", list_templates(), ids=NAMES)
+@pytest.mark.parametrize("template", RECORDS, ids=NAMES)
 def test_modelfile_matches_golden(template):
     text = modelfile_text(template, TOKENS)
     golden = GOLDEN / f"{template.name}.Modelfile"
@@ -45,7 +48,7 @@ CONVERSATIONS = [
 ]
 
 
-@pytest.mark.parametrize("template", list_templates(), ids=NAMES)
+@pytest.mark.parametrize("template", RECORDS, ids=NAMES)
 def test_modelfile_template_renders_like_tunelab(template):
     """What Ollama sends to llama.cpp equals tunelab's rendering, minus the bos that llama.cpp adds."""
     go = _template_block(modelfile_text(template, TOKENS))

@@ -91,15 +91,22 @@ def go_template(template: Template, tokens: SpecialTokens) -> str:
     if template.tool_format == "mistral":
         out.append('{{ $lastUser := -1 }}{{ range $i, $m := .Messages }}{{ if eq $m.Role "user" }}{{ $lastUser = $i }}{{ end }}{{ end }}')
     out.append(_text(prefix, tokens))
+    system = template.system
+    system_takes_bos = not bos_left_to_llama_cpp and not template.system_in_user and system.startswith(BOS)
+    if system_takes_bos:  # Seed-Coder: the system turn opens with bos; llama.cpp writes the first one
+        system = system.removeprefix(BOS)
     if not template.system_in_user:
-        out.append("{{ if " + _system_condition(template) + " }}" + _wrap(template.system, _system_text(template), tokens) + "{{ end }}")
+        out.append("{{ if " + _system_condition(template) + " }}" + _wrap(system, _system_text(template), tokens) + "{{ end }}")
     out.append('{{ range $i, $_ := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}{{ if eq .Role "user" }}')
     if template.tool_format == "mistral":
         out.append("{{ if and $.Tools (eq $i $lastUser) }}[AVAILABLE_TOOLS] {{ json $.Tools }}[/AVAILABLE_TOOLS]{{ end }}")
     before, after = _split(user)
     if not bos_left_to_llama_cpp and before.startswith(BOS):
         before = before.removeprefix(BOS)
-        out.append("{{ if not $first }}" + _text(BOS, tokens) + "{{ end }}")
+        written = "not $first"
+        if system_takes_bos:  # after a system turn the first user turn writes its own bos
+            written = "or (not $first) (" + _system_condition(template).replace(".System", "$.System").replace(".Tools", "$.Tools") + ")"
+        out.append("{{ if " + written + " }}" + _text(BOS, tokens) + "{{ end }}")
     out.append(_text(before, tokens))
     if template.system_in_user:
         out.append("{{ if and $first $.System }}" + _wrap(template.system, "{{ $.System }}", tokens) + "{{ end }}")
@@ -111,6 +118,9 @@ def go_template(template: Template, tokens: SpecialTokens) -> str:
     answer_before, answer_after = _split(template.assistant)
     calls = _CALLS.get(template.tool_format)
     content = "{{ if .ToolCalls }}" + calls + "{{ else }}{{ .Content }}{{ end }}" if calls else "{{ .Content }}"
+    thinking = template.thinking
+    if thinking is not None and thinking.every_turn:  # LLaMA-Factory's reasoning formats: a block before every answer
+        answer_before += thinking.empty
     out.append(
         '{{ else if eq .Role "assistant" }}' + _text(template.generation + answer_before, tokens) + content
         + "{{ if not $last }}" + _text(answer_after + template.separator, tokens) + "{{ end }}"

@@ -192,8 +192,13 @@ def _write_modelfile(out: Path, template: Template | None, tokenizer: Any, gguf:
     from tunelab.data.templates.auto import AutoTemplate
     from tunelab.export.modelfile import modelfile_text
 
-    if template is None or isinstance(template, AutoTemplate):
+    if template is None or (isinstance(template, AutoTemplate) and template.name == "auto"):
         logger.info("no Ollama Modelfile: it is written from a named template; set template: NAME to get one")
+        return None
+    if isinstance(template, AutoTemplate):
+        logger.info("no Ollama Modelfile: template '%s' is its family's official jinja, not a record tunelab can write "
+                    "as an Ollama Go template; Ollama's own template for this family, or one written by hand, is needed",
+                    template.name)
         return None
     source = f"./{gguf.name}" if gguf is not None else "."
     path = out / "Modelfile"
