@@ -1,21 +1,23 @@
 """Read the rows of local data files: json, jsonl, csv, parquet, arrow, txt, or a folder of one type.
 
-Rows come back as plain dicts with their 1-based row number, so a problem can name the row. JSON is
-parsed here rather than through `datasets` so that malformed JSON is reported with its line, and a
-single bad JSON line does not hide the others.
+Rows come back as plain dicts with their 1-based row number, so a problem can name the row. Text
+files are decoded in `file_text.py`, JSON parsed in `json_rows.py`, CSV in `csv_rows.py`; every row
+then passes `validate.hostile_value` (depth, huge integers, lone surrogates) before conversion.
+Hostile bytes end as a `Problem` or a `UserError`, never a traceback.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunelab.data.validate import Problem
+from tunelab.data.csv_rows import parse_csv
+from tunelab.data.file_text import decode_text, split_lines
+from tunelab.data.json_rows import NumberedItem, parse_json
+from tunelab.data.validate import OversizedInt, Problem, hostile_value
 from tunelab.errors import UserError
 
 logger = logging.getLogger("tunelab.data")
@@ -61,91 +63,55 @@ def data_files(path: Path) -> list[Path]:
 
 
 def read_rows(path: Path) -> Iterator[RowOrProblem]:
-    """Every row of one local file, or a `Problem` where a row cannot be parsed."""
+    """Every row of one local file, or a `Problem` where a row (or the file from there on) cannot be read.
+
+    Whatever the bytes, this yields rows and problems or raises `UserError`: never a traceback.
+    """
     kind = file_type(path)
     label = str(path)
-    if kind == "json":
-        yield from _read_json(path, label)
-    elif kind == "csv":
-        yield from _read_csv(path, label)
-    elif kind == "text":
-        yield from _read_text(path, label)
+    if kind in ("parquet", "arrow"):
+        items: Iterable[NumberedItem | Problem] = _read_table(path, label, kind)
     else:
-        yield from _read_table(path, label, kind)
-
-
-def _read_json(path: Path, label: str) -> Iterator[RowOrProblem]:
-    text = path.read_text(encoding="utf-8-sig")
-    stripped = text.lstrip()
-    if not stripped:
-        return
-    if stripped.startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as error:
-            yield _json_problem(label, error, error.lineno)
+        text = decode_text(_read_bytes(path), label)
+        if isinstance(text, Problem):
+            yield text
             return
-        for index, item in enumerate(rows):
-            yield _as_row(label, index + 1, item)
-        return
-    if stripped.startswith("{") and "\n" in stripped.rstrip():
-        # A single pretty-printed object is one row; anything else starting with `{` is JSON lines.
-        try:
-            whole = json.loads(text)
-        except json.JSONDecodeError:
-            pass
+        if kind == "json":
+            items = parse_json(text, label)
+        elif kind == "csv":
+            items = parse_csv(text, label)
         else:
-            yield _as_row(label, 1, whole)
-            return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            yield _json_problem(label, error, number)
-            continue
-        yield _as_row(label, number, item)
+            items = _read_text(text, label)
+    for item in items:
+        yield item if isinstance(item, Problem) else _as_row(label, *item)
 
 
-def _json_problem(label: str, error: json.JSONDecodeError, line: int) -> Problem:
-    return Problem(label, line, "json", f"malformed JSON at line {line}, column {error.colno}: {error.msg}")
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise UserError(f"{path}: cannot read the file: {error.strerror or error}") from None
 
 
 def _as_row(label: str, row: int, item: Any) -> RowOrProblem:
     if not isinstance(item, dict):
-        kind = "list" if isinstance(item, list) else type(item).__name__
+        kind = "int" if isinstance(item, OversizedInt) else type(item).__name__
         return Problem(label, row, "row", f"expected an object, got {kind}")
-    return RawRow(label, row, item)
+    return hostile_value(label, row, item) or RawRow(label, row, item)
 
 
-def _read_csv(path: Path, label: str) -> Iterator[RowOrProblem]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        start = 2  # line 1 is the header
-        for record in reader:
-            row = {key: value for key, value in record.items() if key is not None}
-            if None in record:
-                yield Problem(label, start, "row", f"{len(record[None]) + len(row)} values for {len(row)} columns")
-            else:
-                yield RawRow(label, start, row)
-            start = reader.line_num + 1
-
-
-def _read_text(path: Path, label: str) -> Iterator[RowOrProblem]:
+def _read_text(text: str, label: str) -> Iterator[NumberedItem]:
     blank = 0
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                blank += 1
-                continue
-            yield RawRow(label, number, {"text": line})
+    for number, line in enumerate(split_lines(text), start=1):
+        if not line.strip():
+            blank += 1
+            continue
+        yield number, {"text": line}
     if blank:
         logger.info("%s: skipped %d blank lines", label, blank)
 
 
-def _read_table(path: Path, label: str, kind: str) -> Iterator[RowOrProblem]:
+def _read_table(path: Path, label: str, kind: str) -> Iterator[NumberedItem | Problem]:
     import pyarrow as pa
 
     try:
@@ -155,11 +121,11 @@ def _read_table(path: Path, label: str, kind: str) -> Iterator[RowOrProblem]:
             table = pq.read_table(path)
         else:
             table = _read_arrow(path, pa)
-    except (pa.ArrowInvalid, OSError) as error:
+        items = table.to_pylist()
+    except (pa.ArrowException, OSError, ValueError) as error:  # a damaged file fails in many ways
         yield Problem(label, 1, "file", f"cannot read {kind} file: {error}")
         return
-    for index, item in enumerate(table.to_pylist()):
-        yield RawRow(label, index + 1, item)
+    yield from enumerate(items, start=1)
 
 
 def _read_arrow(path: Path, pa: Any) -> Any:

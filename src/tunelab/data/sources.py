@@ -14,6 +14,7 @@ from typing import Any
 
 from tunelab.data.dataset_info import DatasetAttr
 from tunelab.data.readers import RawRow, RowOrProblem, data_files, read_rows
+from tunelab.data.validate import Problem
 from tunelab.errors import UserError, require_package
 
 logger = logging.getLogger("tunelab.data")
@@ -32,7 +33,29 @@ def local_files(attr: DatasetAttr) -> list[Path]:
 
 
 def iter_source_rows(attr: DatasetAttr, *, streaming: bool = False) -> Iterator[RowOrProblem]:
-    """Every row of a registered data set, in order, with parse problems in place of bad rows."""
+    """Every row of a registered data set, in order, with parse problems in place of bad rows.
+
+    A data set with nothing in it (an empty file, `[]`, only blank lines, a CSV header alone) is a
+    problem, not a clean check: training on it would fail later, or silently train on the other sets.
+    """
+    count = 0
+    for item in _source_rows(attr, streaming=streaming):
+        count += 1
+        yield item
+    if count == 0:
+        yield _no_rows(attr)
+
+
+def _no_rows(attr: DatasetAttr) -> Problem:
+    if attr.load_from != "file":
+        return Problem(f"{SOURCE_LABELS[attr.load_from]}:{attr.path}", 1, "file", "the data set has no rows")
+    files = local_files(attr)
+    what = f"none of its {len(files)} files holds a row" if Path(attr.path).is_dir() else (
+        "the file is empty, holds only blank lines, an empty JSON array or a CSV header alone")
+    return Problem(attr.path, 1, "file", f"the data set has no rows ({what})")
+
+
+def _source_rows(attr: DatasetAttr, *, streaming: bool) -> Iterator[RowOrProblem]:
     if attr.load_from == "file":
         files = local_files(attr)
         _check_sha1(attr, files)
@@ -48,7 +71,10 @@ def _check_sha1(attr: DatasetAttr, files: list[Path]) -> None:
     """The anchor's `file_sha1`: a mismatch is worth a warning (the file changed since it was registered)."""
     if not attr.file_sha1 or len(files) != 1:
         return
-    digest = hashlib.sha1(files[0].read_bytes()).hexdigest()
+    try:
+        digest = hashlib.sha1(files[0].read_bytes()).hexdigest()
+    except OSError as error:
+        raise UserError(f"{files[0]}: cannot read the file: {error.strerror or error}") from None
     if digest != attr.file_sha1:
         logger.warning("%s: SHA-1 %s differs from file_sha1 %s in dataset_info.json", files[0], digest, attr.file_sha1)
 

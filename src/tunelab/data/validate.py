@@ -8,6 +8,7 @@ lines because both format the same `Problem` objects.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 from tunelab.errors import UserError
 
 MAX_LISTED = 20
+MAX_NESTING = 100  # levels of objects / lists in one row; real rows use under ten
+MAX_INT_DIGITS = 1000  # Python refuses to convert longer ones past 4300 digits; no data set needs one
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,76 @@ def type_name(value: Any) -> str:
         return "boolean"
     if isinstance(value, str):
         return "string"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, OversizedInt)):
         return "number"
     if isinstance(value, (list, tuple)):
         return "list"
     if isinstance(value, dict):
         return "object"
     return type(value).__name__
+
+
+class OversizedInt:
+    """An integer too long to hold, left in its place by the JSON reader so the row check names its field."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"OversizedInt({self.digits} digits)"
+
+
+def _field_name(path: tuple[str | int, ...]) -> str:
+    """`conversations[1].value` from ("conversations", 1, "value"); odd characters escaped so it prints."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text.encode("ascii", "backslashreplace").decode("ascii") if _SURROGATE.search(text) else text
+
+
+def _surrogate_reason(text: str) -> str | None:
+    if text.isascii():
+        return None
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    code = f"\\u{ord(found.group()):04x}"
+    return (f"lone surrogate {code} at character {found.start() + 1}: not valid Unicode (a JSON {code} escape "
+            "without its pair), which no tokenizer can encode; fix or remove it")
+
+
+def hostile_value(file: str, row: int, data: dict[str, Any]) -> Problem | None:
+    """The first value of a parsed row that later steps could not handle, or None.
+
+    Nesting deeper than `MAX_NESTING` (walking or hashing it would overflow the stack), an integer
+    longer than `MAX_INT_DIGITS` (an `OversizedInt`) and a lone surrogate in a key or a string (it passes
+    every check, then crashes tokenizing or writing the row as UTF-8). The walk is iterative and
+    stops at the depth limit, so it is bounded by the row's size.
+    """
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            reason = _surrogate_reason(value)
+            if reason:
+                return Problem(file, row, _field_name(path), reason)
+        elif isinstance(value, OversizedInt):
+            return Problem(file, row, _field_name(path), f"integer with more than {MAX_INT_DIGITS} digits ({value.digits})")
+        elif isinstance(value, (dict, list)):
+            if len(path) >= MAX_NESTING:
+                return Problem(file, row, _field_name(path[:1]), f"JSON nested deeper than {MAX_NESTING} levels")
+            if isinstance(value, dict):
+                for key in value:
+                    reason = _surrogate_reason(key) if isinstance(key, str) else None
+                    if reason:
+                        return Problem(file, row, _field_name((*path, key)), "the key has a " + reason)
+                children: list[tuple[Any, tuple[str | int, ...]]] = [(v, (*path, k)) for k, v in value.items()]
+            else:
+                children = [(v, (*path, i)) for i, v in enumerate(value)]
+            stack.extend(reversed(children))
+    return None
 
 
 class RowChecker:
