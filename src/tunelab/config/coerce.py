@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import types
 import typing
 from typing import Any
@@ -81,8 +82,13 @@ def _to_int(value: Any) -> int:
 def _to_float(value: Any) -> float:
     if isinstance(value, bool):
         raise CoercionError
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:  # an integer past 1.8e308: infinite, which config/ranges.py refuses by name
+            return math.copysign(math.inf, value)
     if isinstance(value, str):
         try:
             return float(value.strip())

@@ -12,6 +12,7 @@ from pathlib import Path
 from tunelab.config.coerce import describe
 from tunelab.config.groups import all_fields, group_classes
 from tunelab.config.legacy import RENAMED_KEYS
+from tunelab.config.ranges import range_text
 
 INTRO = """# Configuration reference
 
@@ -29,6 +30,12 @@ a value of the wrong type or contradictory keys stop the command before any weig
 key named and exit code 2. `tunelab check cfg.yaml` prints the resolved configuration; values that
 tunelab derives (e.g. `lora_alpha` from `lora_rank`) are printed with the reason.
 A key that appears in two sections (`seed`) sets both.
+
+Every number has a range, shown after its type (`int; >= 1`): a value outside it, or one that is not
+finite (`.inf`, `.nan`, `1e5000`), stops the command with the key, the range and an example (exit code 2).
+Integers are at most 2147483647. `dataloader_num_workers` and `preprocessing_num_workers` above this
+machine's CPU count are capped at it, with a log line. A config file must be UTF-8; YAML aliases may
+expand to at most 100000 values; a key written twice uses the last value, with a warning.
 """
 
 
@@ -41,6 +48,8 @@ def section_markdown(group: str) -> str:
             default = d.default.value if hasattr(d.default, "value") else d.default
             help_text = " ".join(str(d.help).split()).replace("|", "\\|")
             kind = describe(d.hint).replace("|", "\\|")
+            valid = range_text(key)
+            kind += f"; {valid}" if valid else ""
             lines.append(f"| `{key}` | {kind} | `{default!r}` | {help_text} |")
     return "\n".join(lines) + "\n"
 

@@ -49,8 +49,6 @@ def config_problems(config: Config) -> list[str]:
         stages = ", ".join(names[:-1]) + " and " + names[-1]
         problems.append(f"padding_free applies to stages {stages}; stage {ft.stage} pads its batches. "
                         "Remove padding_free.")
-    if data.val_size < 0:
-        problems.append(f"val_size={data.val_size}: use a fraction in [0, 1) or a number of examples.")
     if data.val_size > 0 and data.eval_dataset:
         problems.append("val_size and eval_dataset are both set; evaluate on a split of the training data or on "
                         "eval_dataset, not both.")
