@@ -176,3 +176,22 @@ def test_empty_folder_data_set_names_the_folder(data_dir):
     with pytest.raises(InvalidDataError) as info:
         load_splits(DataArguments(dataset="parts", dataset_dir=str(data_dir)), "sft")
     assert [str(p) for p in info.value.problems] == [f"{folder}:1: file: the data set has no rows (none of its 2 files holds a row)"]
+
+
+def test_damaged_arrow_buffers_are_a_problem_not_a_crash(data_dir):
+    """Found by the fuzz campaign (seed 7, case 269): a bit flip in an Arrow file's string offsets read
+    unchecked made `to_pylist` crash the interpreter (SIGSEGV); it runs in a child process for that reason."""
+    import subprocess
+    import sys
+
+    from fuzz_files import generate
+
+    case = list(generate(270, seed=7))[269]
+    assert case.name == "0269-bit_flips" and case.file_name == "d.arrow"
+    (data_dir / case.file_name).write_bytes(case.data)
+    register(data_dir, {"bad": {"file_name": case.file_name, **case.entry}})
+    done = subprocess.run([sys.executable, "-m", "tunelab.cli.main", "data", "check", "bad", "--dataset_dir",
+                           str(data_dir), "--stage", case.stage], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"{data_dir / 'd.arrow'}:1: file: cannot read arrow file: " in done.stdout
+    assert "offsets" in done.stdout

@@ -121,6 +121,7 @@ def _read_table(path: Path, label: str, kind: str) -> Iterator[NumberedItem | Pr
             table = pq.read_table(path)
         else:
             table = _read_arrow(path, pa)
+        table.validate(full=True)  # damaged offsets read unchecked would crash the interpreter in to_pylist
         items = table.to_pylist()
     except (pa.ArrowException, OSError, ValueError) as error:  # a damaged file fails in many ways
         yield Problem(label, 1, "file", f"cannot read {kind} file: {error}")
