@@ -83,10 +83,60 @@ def adapter_paths(config: Config) -> list[str]:
     return paths
 
 
-def attach_adapters(model: Any, paths: list[str]) -> Any:
+def _adapter_shapes(path: str) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of an adapter's weights, read from the file header (no tensor is loaded)."""
+    from pathlib import Path
+
+    file = Path(path) / "adapter_model.safetensors"
+    if not file.is_file():
+        return {}  # a .bin adapter: peft's own load reports what does not fit
+    from safetensors import safe_open
+
+    with safe_open(str(file), framework="pt") as handle:
+        return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+
+
+def check_adapter_fits(model: Any, path: str, base_name: str) -> None:
+    """Refuse an adapter whose matrices do not fit the base before peft prints a page of 'size mismatch'.
+
+    A LoRA pair of a module `W` (out x in) is A (r x in) and B (out x r); an adapter trained on a model of
+    another size differs in `in` or `out`. Same shapes but another base (adapter_config.json's
+    `base_model_name_or_path`) merge without error into a wrong model, so that is said too.
+    """
+    import json
+    from pathlib import Path
+
+    modules = dict(model.named_modules())
+    for name, shape in _adapter_shapes(path).items():
+        for part, axis in ((".lora_A.weight", 1), (".lora_B.weight", 0)):
+            if not name.endswith(part):
+                continue
+            module_name = name.removeprefix("base_model.model.").removesuffix(part)
+            module = modules.get(module_name)
+            weight = getattr(module, "weight", None)
+            if weight is None:
+                raise UserError(f"adapter {path} has weights for '{module_name}', which the base model {base_name} does not "
+                                "have: the adapter was trained on another architecture.")
+            if len(shape) == 2 and weight.dim() == 2 and shape[axis] != weight.shape[axis]:
+                raise UserError(f"adapter {path} does not fit the base model {base_name}: '{module_name}' is "
+                                f"{tuple(weight.shape)} in the base, but the adapter's {part.strip('.')} is {shape}. The "
+                                "adapter was trained on a model of another size; set model_name_or_path to the model it "
+                                "was trained on (its adapter_config.json names it).")
+    config_file = Path(path) / "adapter_config.json"
+    trained_on = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path") if config_file.is_file() else None
+    if trained_on and Path(str(trained_on)).name.lower() != Path(str(base_name)).name.lower():
+        logger.warning("adapter %s was trained on '%s' (base_model_name_or_path in its adapter_config.json) and is merged "
+                       "into '%s'; the shapes fit, but if these are not the same weights the merged model is wrong even "
+                       "though its check passes (the check compares with base + adapter of the same base)",
+                       path, trained_on, base_name)
+
+
+def attach_adapters(model: Any, paths: list[str], base_name: str = "") -> Any:
     """Reference form: adapters before the last merged in order, the last one applied by peft unmerged."""
     from peft import PeftModel
 
+    for path in paths:
+        check_adapter_fits(model, path, base_name)
     for path in paths[:-1]:
         model = PeftModel.from_pretrained(model, path).merge_and_unload()
         logger.info("merged adapter %s", path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from tunelab.data.templates.base import SpecialTokens, Template
 from tunelab.errors import UserError
 from tunelab.export import companions, merge, verify
 from tunelab.export.shards import WrittenShards, save_weights
+from tunelab.utils import publish
 
 logger = logging.getLogger("tunelab.export")
 
@@ -66,9 +68,58 @@ def check_request(config: Config, options: ExportOptions) -> Path:
                             "(export_quantization_bit) and GGUF (--gguf) are written from the native layout: "
                             "use export_format: native for them.")
     out = Path(config.export.export_dir)
-    if options.verify_only and not (out / "config.json").is_file():
-        raise UserError(f"--verify-only: {out} holds no exported model (no config.json); run `tunelab export` first.")
+    publish.recover(out)  # an export killed while it replaced this folder: finish or undo that first
+    if options.verify_only:
+        if not (out / "config.json").is_file():
+            raise UserError(f"--verify-only: {out} holds no exported model (no config.json); run `tunelab export` first.")
+        publish.check_folder(out, "--verify-only: the export", hashes=True)
+        return out
+    _refuse_occupied(out)
+    if options.gguf:
+        _check_gguf_supported(config)
     return out
+
+
+# what marks a folder as an adapter or a training run: exporting into it would mix two models' files
+_ADAPTER_OR_RUN = ("adapter_config.json", "adapter_model.safetensors", "trainer_state.json", "trainer_log.jsonl",
+                   "tunelab_config.yaml")
+
+
+def _refuse_occupied(out: Path) -> None:
+    """An export folder may hold the user's own files, an earlier tunelab export, or nothing else."""
+    if not out.is_dir():
+        return
+    held = [name for name in _ADAPTER_OR_RUN if (out / name).exists()] + sorted(
+        p.name for p in out.glob("checkpoint-*") if p.is_dir())
+    if held:
+        raise UserError(f"export_dir {out} holds an adapter or a training run ({', '.join(held[:4])}); exporting into it "
+                        "would leave the adapter's files beside the merged model (transformers would apply the adapter "
+                        "a second time). Choose another export_dir, e.g. a sibling folder named '<run>-merged'.")
+    foreign = publish.foreign_model_files(out)
+    if foreign:
+        raise UserError(f"export_dir {out} already holds model files that no tunelab export wrote ({', '.join(foreign[:5])}; "
+                        f"no {publish.MANIFEST_NAME}); tunelab does not delete files it did not write. Choose an empty "
+                        "folder, or remove those files.")
+
+
+def _check_gguf_supported(config: Config) -> None:
+    """`--gguf` is refused before any weight is loaded when the architecture or tokenizer cannot be written."""
+    import json
+
+    from tunelab.export.gguf_file import ARCHITECTURES, pre_tokenizer_name
+    from tunelab.model.load import resolve_model_path
+
+    folder = Path(resolve_model_path(config.model.model_name_or_path, weights=False))
+    config_file = folder / "config.json"
+    if config_file.is_file():
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+        if model_type not in ARCHITECTURES:
+            raise UserError(f"--gguf: architecture '{model_type}' is not supported; tunelab writes GGUF for "
+                            f"{', '.join(ARCHITECTURES)}. Use llama.cpp's convert_hf_to_gguf.py on the export for others "
+                            "(nothing was written).")
+    tokenizer_file = folder / "tokenizer.json"
+    if tokenizer_file.is_file():
+        pre_tokenizer_name(json.loads(tokenizer_file.read_text(encoding="utf-8")))
 
 
 def resolve_template(config: Config, tokenizer: Any) -> Template | None:
@@ -125,7 +176,7 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
     template = resolve_template(config, loaded.tokenizer)
     probes = verify.probe_inputs(loaded.tokenizer, template)
     base_logits = verify.logits_of(loaded.model, probes) if paths and (options.verify or options.verify_only) else None
-    model = merge.attach_adapters(loaded.model, paths)
+    model = merge.attach_adapters(loaded.model, paths, config.model.model_name_or_path or "")
     reference = verify.logits_of(model, probes) if options.verify or options.verify_only else []
     result = ExportResult(export_dir=out)
     if options.verify_only:
@@ -136,36 +187,62 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
         return result
 
     model = merge.merge_all(model, paths)
-    out.mkdir(parents=True, exist_ok=True)
     companions.add_stop_tokens(model, loaded.tokenizer, template)
-    result.shards = save_weights(model, out, config.export.export_size, legacy=config.export.export_legacy_format)
-    model = loaded.model = None  # only the files on disk are checked from here on
-    _collect()
-    companions.save_tokenizer(loaded.tokenizer, template, out)
-    companions.copy_model_code(out)
-    result.value_head = companions.copy_value_head([loaded.model_path, *paths], out)
-    if options.verify:
-        result.check = _reload_and_check(out, dtype, device, probes, reference, base_logits, loaded.tokenizer,
-                                          config.model.trust_remote_code)
-    else:
-        logger.warning("the export was not verified (--no-verify)")
-    if options.gguf:
-        from tunelab.export.gguf_file import write_gguf
+    # Everything is written into a staging folder beside export_dir, checked, listed in a manifest and only
+    # then renamed into place (utils/publish.py): a kill or a full disk at any moment leaves the earlier
+    # export (or nothing) in export_dir, never a folder of mixed or missing files.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    publish.require_free_space(out.parent, _bytes_needed(model, options), f"the export to {out}")
+    staging = publish.staging_for(out)
+    try:
+        result.shards = save_weights(model, staging, config.export.export_size, legacy=config.export.export_legacy_format)
+        model = loaded.model = None  # only the files on disk are checked from here on
+        _collect()
+        companions.save_tokenizer(loaded.tokenizer, template, staging)
+        companions.copy_model_code(staging)
+        head = companions.copy_value_head([loaded.model_path, *paths], staging)
+        result.value_head = out / head.name if head else None
+        if options.verify:
+            result.check = _reload_and_check(staging, dtype, device, probes, reference, base_logits, loaded.tokenizer,
+                                              config.model.trust_remote_code)
+        else:
+            logger.warning("the export was not verified (--no-verify)")
+        if options.gguf:
+            from tunelab.export.gguf_file import write_gguf
 
-        result.gguf = write_gguf(out, out / f"model-{options.gguf}.gguf", options.gguf)
-    if options.modelfile:
-        result.modelfile = _write_modelfile(out, template, loaded.tokenizer, result.gguf)
-    if config.export.export_format == "original":
-        _write_original(config, out, options, dtype, device, probes, reference, base_logits)
-    if config.export.export_quantization_bit is not None:
-        from tunelab.export.gptq import quantize_export
+            result.gguf = out / write_gguf(staging, staging / f"model-{options.gguf}.gguf", options.gguf).name
+        if options.modelfile:
+            written = _write_modelfile(staging, template, loaded.tokenizer, result.gguf)
+            result.modelfile = out / written.name if written else None
+        if config.export.export_format == "original":
+            _write_original(config, staging, options, dtype, device, probes, reference, base_logits)
+        if config.export.export_quantization_bit is not None:
+            from tunelab.export.gptq import quantize_export
 
-        quantize_export(config, out)
+            quantize_export(config, staging)
+        publish.write_manifest(staging, "export")
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, Exception) and publish.is_disk_full(error):
+            kept = f"the earlier export in {out} is intact" if out.exists() else f"{out} was not created"
+            raise UserError(f"the disk filled up while writing the export ({error}); {kept}. Free some space or "
+                            "choose an export_dir on another disk, then export again.") from None
+        raise
+    publish.publish(staging, out)
+    logger.info("export complete: %s (%s lists every file with its size and sha256)", out, publish.MANIFEST_NAME)
     if config.export.export_hub_model_id:
         from tunelab.export.hub import push_folder
 
         push_folder(out, config.export.export_hub_model_id, token=config.model.hf_hub_token)
     return result
+
+
+def _bytes_needed(model: Any, options: ExportOptions) -> int:
+    """The weights as written (their own dtype), plus the GGUF copy (2 or 4 bytes a weight) when asked."""
+    tensors = list(model.state_dict().values())
+    weights = sum(t.numel() * t.element_size() for t in tensors)
+    gguf = sum(t.numel() for t in tensors) * (2 if options.gguf == "f16" else 4) if options.gguf else 0
+    return weights + gguf + 50_000_000  # tokenizer, configs, Modelfile: well under 50 MB
 
 
 def _write_original(config: Config, out: Path, options: ExportOptions, dtype: Any, device: str,

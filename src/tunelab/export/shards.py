@@ -64,20 +64,10 @@ def save_weights(model: Any, out_dir: Path, export_size: float, legacy: bool = F
     for name in oversized:
         logger.warning("tensor %s (%.2f GB) is larger than export_size=%s GB; it gets a shard of its own",
                        name, largest[name] / GB, export_size)
-    _remove_old_weights(out_dir)
     model.save_pretrained(out_dir, max_shard_size=budget)
     if legacy:
         _to_legacy_bin(out_dir)
     return _measure(out_dir, limit, oversized, legacy)
-
-
-def _remove_old_weights(out_dir: Path) -> None:
-    """A re-export into the same folder must not leave shards of the previous one for loaders to find."""
-    old = [p for p in out_dir.glob("*") if p.name.startswith(("model", "pytorch_model")) and p.suffix in (".safetensors", ".bin", ".json")]
-    for path in old:
-        path.unlink()
-    if old:
-        logger.info("removed %d weight file(s) of an earlier export in %s", len(old), out_dir)
 
 
 def _weight_files(out_dir: Path, legacy: bool) -> list[Path]:

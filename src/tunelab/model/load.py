@@ -28,6 +28,10 @@ def resolve_model_path(name_or_path: str | None, *, weights: bool = True) -> str
 
     if is_builtin(name_or_path):
         return str(materialize_builtin(name_or_path))
+    if Path(name_or_path).is_dir():  # a folder tunelab wrote (an export) is loaded only when complete
+        from tunelab.utils.publish import check_folder
+
+        check_folder(Path(name_or_path), "the model folder")
     return resolve_native(name_or_path, weights=weights)
 
 
