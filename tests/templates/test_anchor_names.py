@@ -99,7 +99,7 @@ def test_anchor_formats_cover_every_name_without_an_official_source() -> None:
     official = {t.name for t in JINJA_TEMPLATES}
     families = {t.name for t in REGISTRY.values() if t.source != "anchor"}
     assert set(ANCHOR_NAMES) <= set(ANCHOR_FORMATS) | official | families | set(ALIASES)
-    assert len(ANCHOR_TEMPLATES) + len(ANCHOR_MULTIMODAL_TEMPLATES) == 68 and len(official) == 22
+    assert len(ANCHOR_TEMPLATES) + len(ANCHOR_MULTIMODAL_TEMPLATES) == 50 and len(official) == 33
     assert all(t.modalities for t in ANCHOR_MULTIMODAL_TEMPLATES) and not any(t.modalities for t in ANCHOR_TEMPLATES)
 
 
@@ -110,8 +110,8 @@ def test_official_jinja_names_train_each_final_answer_with_its_end_token(name: s
     messages = _messages(["Hi there", "Hello! How can I help?", "What is 2+2?", "4"])
     segments = template.render(messages, system="You are terse.", enable_thinking=thinking)
     trained = [s.text for s in segments if s.response and s.trainable]
-    assert trained and trained[-1].rstrip().endswith("4" + ("" if template.efficient_eos else template.end_of_turn.replace(
-        "{{eos_token}}", "<EOS>")).rstrip()), trained
+    end = "" if template.efficient_eos else template.end_of_turn.replace("{{eos_token}}", "<EOS>")
+    assert trained and ("4" + end) in trained[-1], trained  # phi4_mini: and the eos its jinja writes at the end
     for piece in trained:  # a trained span never ends inside a control token (gpt-oss: `<|end|>` vs `<|return|>`)
         assert not piece.endswith(("<", "<|")), piece
 
@@ -120,7 +120,8 @@ def test_shipped_jinja_files_are_the_sources_they_name() -> None:
     for source in JINJA_SOURCES:
         text = read_jinja(source.name)
         assert len(text) > 200 and "message" in text, source.name
-        assert source.copied_from.split(" ")[0] in ("llama.cpp", "TRL"), source.name
+        assert source.copied_from.split(" ")[0].split("@")[0] in ("llama.cpp", "TRL", "openvino.genai", "huggingface.js",
+                                                                   "xinference", "ollama"), source.name
     assert read_jinja("gpt_oss").count("<|channel|>") >= 3
 
 

@@ -48,6 +48,14 @@ LOCAL_FAMILIES = {
     "deepseekcoder": ("deepseekcoder", set()),
     "phi_small": ("phi_small", set()),
     "bailing": ("bailing", set()),
+    # copies of the Hub templates in openvino.genai / huggingface.js / xinference test data (each fixture names its source)
+    "chatml_de": ("chatml_de", set()),
+    "llama4": ("llama4", set()),
+    "minicpm_v": ("minicpm_v", set()),
+    "opencoder": ("opencoder", set()),
+    "qwen2_omni": ("qwen2_omni", set()),
+    "solar": ("solar", set()),
+    "ernie_nothink": ("ernie_nothink", set()),
 }
 REAL_TOKENIZERS = {"qwen2.5": "qwen2.5", "qwen3": "qwen3", "deepseek-v3": "deepseek-v3", "qwen3-instruct-2507": "qwen3"}
 ALL_FAMILIES = {**SHARED_FAMILIES, **LOCAL_FAMILIES}
@@ -140,8 +148,9 @@ def test_every_named_template_with_an_official_fixture_is_checked() -> None:
     checked = {name for name, _ in ALL_FAMILIES.values()} | {"deepseek3"}
     without_fixture = {"default", "empty", "fewshot", "alpaca", "vicuna", "yuan", "auto"}
     from tunelab.data.templates.families import TEMPLATES
+    from tunelab.data.templates.families_llamafactory import LLAMAFACTORY_FAMILIES
 
-    assert {t.name for t in TEMPLATES} - without_fixture <= checked
+    assert {t.name for t in (*TEMPLATES, *LLAMAFACTORY_FAMILIES)} - without_fixture <= checked
 
 
 def test_gemma_multi_turn_without_system_matches_gemma2() -> None:

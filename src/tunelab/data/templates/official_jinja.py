@@ -20,6 +20,11 @@ from tunelab.data.templates.markup import EOS
 
 _LLAMA_CPP = "llama.cpp models/templates/"  # copied from the Hub by llama.cpp's get_chat_template.py (MIT)
 _TRL = "TRL 1.16 trl/chat_templates/"  # the checkpoints' own templates, kept by TRL for identity checks (Apache-2.0)
+# per-model copies of tokenizer_config.json's chat_template in other projects' test data
+_OPENVINO = "openvino.genai@da1db864 tests/python_tests/data/tokenizer_configs.py"
+_OLLAMA_AUTOMAP = "huggingface.js@fe42e680 packages/ollama-utils/src/chat-template-automap.ts (the GGUF-embedded template)"
+_HFJS_E2E = "huggingface.js@fe42e680 packages/jinja/test/e2e.test.js"
+_XINFERENCE = "xinference@7ecec16b xinference/model/llm/llm_family.json"
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,32 @@ JINJA_SOURCES: tuple[JinjaSource, ...] = (
     JinjaSource("qwen2_vl", "Qwen2-VL / Qwen2.5-VL (ChatML, 'You are a helpful assistant.', image and video parts)",
                 "Qwen/Qwen2.5-VL-7B-Instruct (Qwen2-VL ships the same file)", _TRL + "qwen2_5_vl.jinja", "<|im_end|>",
                 ("<|im_end|>",), modalities=("image", "video")),
+    JinjaSource("breeze", "Breeze 7B instruct ([INST] ... [/INST] with MediaTek's default system prompt)",
+                "MediaTek-Research/Breeze-7B-Instruct-v1_0", _OPENVINO, EOS, efficient_eos=True),
+    JinjaSource("dbrx", "DBRX Instruct (ChatML with Databricks' default system prompt)", "databricks/dbrx-instruct",
+                _OLLAMA_AUTOMAP + " (= " + _OPENVINO + ")", "<|im_end|>", ("<|im_end|>",)),
+    JinjaSource("exaone", "EXAONE 3.5 ([|system|] / [|user|] / [|assistant|], [|endofturn|])",
+                "LGAI-EXAONE/EXAONE-3.5-7.8B-Instruct", _OLLAMA_AUTOMAP + " (= " + _OPENVINO + ", 2.4B)",
+                "[|endofturn|]", ("[|endofturn|]",)),
+    JinjaSource("falcon", "Falcon 180B chat ('System: / User: / Falcon:')", "tiiuae/falcon-180B-chat",
+                "ollama@fb307609 template/index.json (entry falcon-instruct; attributed by its format)", EOS,
+                efficient_eos=True),
+    JinjaSource("glm4_5v", "GLM-4.5V (GLM-4.5 roles, <think></think> before answers without reasoning)", "zai-org/GLM-4.5V",
+                _XINFERENCE, "<|user|>", ("<|user|>", "<|observation|>"), efficient_eos=True,
+                modalities=("image", "video")),
+    JinjaSource("mllama", "Llama 3.2 Vision (Llama 3.2 header ids, dated system prompt, image parts)",
+                "meta-llama/Llama-3.2-11B-Vision-Instruct", _HFJS_E2E + " (= the ollama llama3.2-vision GGUF)",
+                "<|eot_id|>", ("<|eot_id|>", "<|eom_id|>"), modalities=("image",)),
+    JinjaSource("moonlight", "Moonlight (<|im_user|> / <|im_assistant|> / <|im_middle|>)",
+                "moonshotai/Moonlight-16B-A3B-Instruct", _XINFERENCE, "<|im_end|>", ("<|im_end|>",)),
+    JinjaSource("olmo", "OLMo 2 instruct (<|user|> / <|assistant|>, eos after answers)", "allenai/OLMo-2-1124-7B-Instruct",
+                _OLLAMA_AUTOMAP, EOS),
+    JinjaSource("openchat-3.6", "OpenChat 3.6 (Llama 3 header ids with GPT4 Correct roles)",
+                "openchat/openchat-3.6-8b-20240522", _OPENVINO, "<|eot_id|>", ("<|eot_id|>",)),
+    JinjaSource("phi4_mini", "Phi-4-mini (<|user|> ... <|end|><|assistant|>, eos after the conversation)",
+                "microsoft/Phi-4-mini-instruct", _OLLAMA_AUTOMAP + " (= " + _OPENVINO + ")", "<|end|>", ("<|end|>",)),
+    JinjaSource("smollm2", "SmolLM2 (ChatML with SmolLM's default system prompt)", "HuggingFaceTB/SmolLM2-1.7B-Instruct",
+                _OLLAMA_AUTOMAP, "<|im_end|>", ("<|im_end|>",)),
     JinjaSource("qwen3_vl_nothink", "Qwen3-VL Instruct (no reasoning; Qwen tools)", "Qwen/Qwen3-VL-8B-Instruct",
                 _TRL + "qwen3_vl.jinja", "<|im_end|>", ("<|im_end|>",), modalities=("image", "video")),
 )

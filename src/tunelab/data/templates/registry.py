@@ -1,7 +1,8 @@
 """Looking templates up by name: `get_template(name, tokenizer)` and `list_templates()`.
 
-The registry is an immutable mapping built once from three tables: `families.TEMPLATES` (records
-parity-tested against official jinja), `official_jinja.JINJA_TEMPLATES` (names that render the
+The registry is an immutable mapping built once from four tables: `families.TEMPLATES` (records
+parity-tested against official jinja), `families_llamafactory` (more of LLaMA-Factory's names, records
+checked against official templates from public copies), `official_jinja.JINJA_TEMPLATES` (names that render the
 official jinja itself) and `anchor_formats.ANCHOR_TEMPLATES` (LLaMA-Factory's formats where no
 official jinja could be obtained; `anchor_multimodal` holds the vision / audio names). Together they accept every template name LLaMA-Factory 0.9.5
 accepts. Nothing registers templates at run time, so every process sees the same set.
@@ -20,6 +21,7 @@ from tunelab.data.templates.anchor_multimodal import ANCHOR_MULTIMODAL_TEMPLATES
 from tunelab.data.templates.auto import AutoTemplate
 from tunelab.data.templates.base import Template
 from tunelab.data.templates.families import TEMPLATES
+from tunelab.data.templates.families_llamafactory import LLAMAFACTORY_FAMILIES
 from tunelab.data.templates.jinja import special_tokens_map
 from tunelab.data.templates.official_jinja import JINJA_TEMPLATES
 from tunelab.errors import UserError
@@ -31,7 +33,7 @@ ALIASES: Mapping[str, str] = MappingProxyType(
     {"qwen2": "qwen", "qwen2.5": "qwen", "internlm2": "intern2", "deepseek-v3": "deepseek3", "gemma2": "gemma"}
 )
 REGISTRY: Mapping[str, Template] = MappingProxyType(
-    {template.name: template for template in (*TEMPLATES, *JINJA_TEMPLATES, *ANCHOR_TEMPLATES, *ANCHOR_MULTIMODAL_TEMPLATES)}
+    {template.name: template for template in (*TEMPLATES, *LLAMAFACTORY_FAMILIES, *JINJA_TEMPLATES, *ANCHOR_TEMPLATES, *ANCHOR_MULTIMODAL_TEMPLATES)}
 )
 
 
