@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import difflib
 import logging
-from pathlib import Path
 from typing import Any
 
 from tunelab.config.coerce import coerce
-from tunelab.config.config_file import read_config_file
 from tunelab.config.derive import derive_values
 from tunelab.config.groups import all_fields, group_classes
 from tunelab.config.legacy import RENAMED_KEYS, renamed_value, unsupported_reason
@@ -74,19 +72,6 @@ def _rename_legacy(raw: dict[str, RawValue]) -> dict[str, RawValue]:
     return renamed
 
 
-def _read_sources(argv: list[str]) -> dict[str, RawValue]:
-    """sources.read_sources, with the file read by config/config_file.py (UTF-8, bounded aliases, huge
-    numbers: each one message) and the command line after it read as before."""
-    if not argv or not is_config_path(argv[0]):
-        return read_sources(argv)
-    path, rest = Path(argv[0]), argv[1:]
-    if rest and is_config_path(rest[0]):
-        raise UserError(f"'{rest[0]}' looks like a second config file; give one file first, then key=value or "
-                        "--key value.")
-    file_values = {key: RawValue(value, str(path)) for key, value in read_config_file(path).items()}
-    return {**file_values, **read_sources(rest)}
-
-
 def read_config(argv: list[str]) -> tuple[Config, list[str]]:
     """The config and every key / type / contradiction problem found in it (not raised).
 
@@ -95,7 +80,7 @@ def read_config(argv: list[str]) -> tuple[Config, list[str]]:
     from tunelab.utils.logging import reset_log_once
 
     reset_log_once()
-    raw = _rename_legacy(_drop_empty(_read_sources(argv)))
+    raw = _rename_legacy(_drop_empty(read_sources(argv)))
     fields = all_fields()
     known = sorted(fields)
     typed: dict[str, Any] = {}

@@ -1,5 +1,6 @@
 """Reads the three places a config value can come from, in the order later ones win:
-a YAML or JSON file, then `key=value` overrides, then `--key value` / `--flag` arguments.
+a YAML or JSON file (read by `config_file.py`: UTF-8, bounded aliases, huge numbers each one message),
+then `key=value` overrides, then `--key value` / `--flag` arguments.
 
 Values from files keep their YAML types; values from the command line stay strings and are
 typed later against the field they fill, so `3.e-5` and `5e-5` both become floats.
@@ -7,11 +8,11 @@ typed later against the field they fill, so `3.e-5` and `5e-5` both become float
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunelab.config.config_file import read_config_file
 from tunelab.errors import UserError
 
 FLAG_WITHOUT_VALUE = object()  # `--fp16` with no value: True for a bool key, an error otherwise
@@ -23,33 +24,6 @@ class RawValue:
 
     value: Any
     origin: str
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Load a YAML or JSON mapping, reporting syntax errors with the file and line."""
-    if not path.is_file():
-        raise UserError(f"config file '{path}' does not exist.")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise UserError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from None
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            problem = getattr(error, "problem", None) or str(error)
-            raise UserError(f"{where}: not valid YAML: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a config file must be a mapping of key: value, not {type(data).__name__}.")
-    return {str(k): v for k, v in data.items()}
 
 
 def is_config_path(token: str) -> bool:
