@@ -19,6 +19,7 @@ deepseekcoder, phi_small, bailing) moved to `families.py` with the official layo
 from __future__ import annotations
 
 from tunelab.data.templates.base import BOS, CONTENT, EOS, Template, Thinking
+from tunelab.data.templates.layouts import CHATML, CHATML_TOOL_TURN, QWEN_TOOL_RESULT
 
 ANCHOR_TEMPLATES: tuple[Template, ...] = (
     Template(
@@ -38,14 +39,8 @@ ANCHOR_TEMPLATES: tuple[Template, ...] = (
         name="cpm4",
         description="MiniCPM 4 (ChatML with bos)",
         prefix=BOS,
-        system="<|im_start|>system\n" + CONTENT + "<|im_end|>\n",
-        user="<|im_start|>user\n" + CONTENT + "<|im_end|>\n",
-        generation="<|im_start|>assistant\n",
-        observation="<|im_start|>tool\n" + CONTENT + "<|im_end|>\n",
-        assistant=CONTENT + "<|im_end|>",
-        separator="\n",
-        end_of_turn="<|im_end|>",
-        stop_words=("<|im_end|>",),
+        **CHATML,
+        observation=CHATML_TOOL_TURN,
         source="anchor",
     ),
     Template(
@@ -69,7 +64,7 @@ ANCHOR_TEMPLATES: tuple[Template, ...] = (
         system="<|im_start|>system\n" + CONTENT + "<|im_end|>\n",
         user="<|im_start|>user\n" + CONTENT + "<|im_end|>\n",
         generation="<|im_start|>assistant\n",
-        observation="<|im_start|>tool\n" + CONTENT + "<|im_end|>\n",
+        observation=CHATML_TOOL_TURN,
         assistant=CONTENT + "<|im_end|>",
         separator="\n",
         end_of_turn="<|im_end|>",
@@ -137,14 +132,8 @@ ANCHOR_TEMPLATES: tuple[Template, ...] = (
     Template(
         name="mimo",
         description="MiMo (ChatML with reasoning, Qwen tools)",
-        system="<|im_start|>system\n" + CONTENT + "<|im_end|>\n",
-        user="<|im_start|>user\n" + CONTENT + "<|im_end|>\n",
-        generation="<|im_start|>assistant\n",
-        observation="<|im_start|>user\n<tool_response>\n" + CONTENT + "\n</tool_response><|im_end|>\n",
-        assistant=CONTENT + "<|im_end|>",
-        separator="\n",
-        end_of_turn="<|im_end|>",
-        stop_words=("<|im_end|>",),
+        **CHATML,
+        observation=QWEN_TOOL_RESULT,
         default_system="You are a helpful assistant.",
         thinking=Thinking(open="<think>", close="</think>", block="<think>\n{reasoning}\n</think>\n\n", empty="<think>\n\n</think>\n\n", every_turn=True),
         tool_format="qwen",
@@ -153,14 +142,8 @@ ANCHOR_TEMPLATES: tuple[Template, ...] = (
     Template(
         name="mimo_v2",
         description="MiMo V2 (ChatML with <think></think> reasoning, Qwen tools)",
-        system="<|im_start|>system\n" + CONTENT + "<|im_end|>\n",
-        user="<|im_start|>user\n" + CONTENT + "<|im_end|>\n",
-        generation="<|im_start|>assistant\n",
-        observation="<|im_start|>user\n<tool_response>\n" + CONTENT + "\n</tool_response><|im_end|>\n",
-        assistant=CONTENT + "<|im_end|>",
-        separator="\n",
-        end_of_turn="<|im_end|>",
-        stop_words=("<|im_end|>",),
+        **CHATML,
+        observation=QWEN_TOOL_RESULT,
         default_system="You are MiMo, a helpful AI assistant engineered by Xiaomi.",
         thinking=Thinking(open="<think>", close="</think>", block="<think>{reasoning}</think>", empty="<think></think>", every_turn=True),
         tool_format="qwen",
@@ -202,13 +185,7 @@ ANCHOR_TEMPLATES: tuple[Template, ...] = (
     Template(
         name="smollm",
         description="SmolLM (ChatML)",
-        system="<|im_start|>system\n" + CONTENT + "<|im_end|>\n",
-        user="<|im_start|>user\n" + CONTENT + "<|im_end|>\n",
-        generation="<|im_start|>assistant\n",
-        assistant=CONTENT + "<|im_end|>",
-        separator="\n",
-        end_of_turn="<|im_end|>",
-        stop_words=("<|im_end|>",),
+        **CHATML,
         source="anchor",
     ),
     Template(

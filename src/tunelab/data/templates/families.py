@@ -10,19 +10,8 @@ To add a family, append one entry here and a fixture + parity case in the tests.
 from __future__ import annotations
 
 from tunelab.data.templates.base import BOS, CONTENT, EOS, Template, Thinking
+from tunelab.data.templates.layouts import CHATML, QWEN_TOOL_RESULT
 
-_CHATML_SYSTEM = "<|im_start|>system\n" + CONTENT + "<|im_end|>\n"
-_CHATML_USER = "<|im_start|>user\n" + CONTENT + "<|im_end|>\n"
-_CHATML = dict(
-    system=_CHATML_SYSTEM,
-    user=_CHATML_USER,
-    generation="<|im_start|>assistant\n",
-    assistant=CONTENT + "<|im_end|>",
-    separator="\n",
-    end_of_turn="<|im_end|>",
-    stop_words=("<|im_end|>",),
-)
-_QWEN_TOOL_RESULT = "<|im_start|>user\n<tool_response>\n" + CONTENT + "\n</tool_response><|im_end|>\n"
 QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 # TeleChat2's template writes this when no system message is given (full-width punctuation, as ms-swift registers it)
 TELECHAT2_DEFAULT_SYSTEM = (
@@ -117,7 +106,7 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="chatml",
         description="ChatML (<|im_start|>role ... <|im_end|>) without a default system prompt",
-        **_CHATML,
+        **CHATML,
         official="ChatML models (e.g. teknium/OpenHermes-2.5-Mistral-7B)",
     ),
     Template(
@@ -139,8 +128,8 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="qwen",
         description="Qwen1.5 / Qwen2 / Qwen2.5 chat (ChatML with Qwen's default system prompt and tools)",
-        **_CHATML,
-        observation=_QWEN_TOOL_RESULT,
+        **CHATML,
+        observation=QWEN_TOOL_RESULT,
         default_system=QWEN_DEFAULT_SYSTEM,
         tool_format="qwen",
         text_end="<|endoftext|>",
@@ -149,8 +138,8 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="qwen3",
         description="Qwen3 hybrid reasoning (<think> blocks, enable_thinking) with Qwen tools",
-        **_CHATML,
-        observation=_QWEN_TOOL_RESULT,
+        **CHATML,
+        observation=QWEN_TOOL_RESULT,
         tool_format="qwen",
         thinking=Thinking(),
         text_end="<|endoftext|>",
@@ -160,8 +149,8 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="qwen3_nothink",
         description="Qwen3 instruct models without reasoning (Qwen3-*-Instruct-2507)",
-        **_CHATML,
-        observation=_QWEN_TOOL_RESULT,
+        **CHATML,
+        observation=QWEN_TOOL_RESULT,
         tool_format="qwen",
         text_end="<|endoftext|>",
         official="Qwen/Qwen3-4B-Instruct-2507",
@@ -267,7 +256,7 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         name="yi",
         description="Yi chat (ChatML)",
-        **_CHATML,
+        **CHATML,
         official="01-ai/Yi-34B-Chat",
     ),
     Template(
@@ -323,7 +312,7 @@ TEMPLATES: tuple[Template, ...] = (
         name="intern2",
         description="InternLM2 / InternLM2.5 chat (ChatML with bos, eos after the last answer)",
         prefix=BOS,
-        **_CHATML,
+        **CHATML,
         suffix=EOS,
         official="internlm/internlm2-chat-7b",
     ),

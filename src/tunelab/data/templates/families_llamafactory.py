@@ -12,6 +12,7 @@ hold are shipped as their jinja instead (`official_jinja.py`).
 from __future__ import annotations
 
 from tunelab.data.templates.base import BOS, CONTENT, EOS, Template
+from tunelab.data.templates.layouts import CHATML, CHATML_TOOL_TURN, QWEN_TOOL_RESULT
 
 LLAMAFACTORY_FAMILIES: tuple[Template, ...] = (
     Template(
@@ -75,7 +76,7 @@ LLAMAFACTORY_FAMILIES: tuple[Template, ...] = (
         system="<|im_start|>system\n" + CONTENT + "<|im_end|>\n",
         user="<|im_start|>user\n" + CONTENT + "<|im_end|>\n",
         generation="<|im_start|>assistant\n",
-        observation="<|im_start|>tool\n" + CONTENT + "<|im_end|>\n",
+        observation=CHATML_TOOL_TURN,
         assistant=CONTENT + "<|im_end|>",
         separator="\n",
         end_of_turn="<|im_end|>",
@@ -86,14 +87,8 @@ LLAMAFACTORY_FAMILIES: tuple[Template, ...] = (
     Template(
         name="opencoder",
         description="OpenCoder (ChatML with OpenCoder's default system prompt)",
-        system="<|im_start|>system\n" + CONTENT + "<|im_end|>\n",
-        user="<|im_start|>user\n" + CONTENT + "<|im_end|>\n",
-        generation="<|im_start|>assistant\n",
-        observation="<|im_start|>tool\n" + CONTENT + "<|im_end|>\n",
-        assistant=CONTENT + "<|im_end|>",
-        separator="\n",
-        end_of_turn="<|im_end|>",
-        stop_words=("<|im_end|>",),
+        **CHATML,
+        observation=CHATML_TOOL_TURN,
         default_system="You are OpenCoder, created by OpenCoder Team.",
         official="infly/OpenCoder-8B-Instruct",
     ),
@@ -137,13 +132,7 @@ LLAMAFACTORY_FAMILIES: tuple[Template, ...] = (
     Template(
         name="minicpm_v",
         description="MiniCPM-V 2.6 (ChatML, 'You are a helpful assistant.')",
-        system="<|im_start|>system\n" + CONTENT + "<|im_end|>\n",
-        user="<|im_start|>user\n" + CONTENT + "<|im_end|>\n",
-        generation="<|im_start|>assistant\n",
-        assistant=CONTENT + "<|im_end|>",
-        separator="\n",
-        end_of_turn="<|im_end|>",
-        stop_words=("<|im_end|>",),
+        **CHATML,
         default_system="You are a helpful assistant.",
         modalities=('image', 'video', 'audio'),
         official="openbmb/MiniCPM-V-2_6",
@@ -151,14 +140,8 @@ LLAMAFACTORY_FAMILIES: tuple[Template, ...] = (
     Template(
         name="qwen2_omni",
         description="Qwen2.5-Omni (ChatML, Qwen tools)",
-        system="<|im_start|>system\n" + CONTENT + "<|im_end|>\n",
-        user="<|im_start|>user\n" + CONTENT + "<|im_end|>\n",
-        generation="<|im_start|>assistant\n",
-        observation="<|im_start|>user\n<tool_response>\n" + CONTENT + "\n</tool_response><|im_end|>\n",
-        assistant=CONTENT + "<|im_end|>",
-        separator="\n",
-        end_of_turn="<|im_end|>",
-        stop_words=("<|im_end|>",),
+        **CHATML,
+        observation=QWEN_TOOL_RESULT,
         default_system="You are a helpful assistant.",
         tool_format="qwen",
         modalities=('image', 'video', 'audio'),
