@@ -19,7 +19,12 @@ deepseekcoder, phi_small, bailing) moved to `families.py` with the official layo
 from __future__ import annotations
 
 from tunelab.data.templates.base import BOS, CONTENT, EOS, Template, Thinking
-from tunelab.data.templates.layouts import CHATML, CHATML_TOOL_TURN, QWEN_TOOL_RESULT
+from tunelab.data.templates.layouts import (
+    ANCHOR_THINKING,
+    CHATML,
+    CHATML_TOOL_TURN,
+    QWEN_TOOLS,
+)
 
 ANCHOR_TEMPLATES: tuple[Template, ...] = (
     Template(
@@ -133,20 +138,18 @@ ANCHOR_TEMPLATES: tuple[Template, ...] = (
         name="mimo",
         description="MiMo (ChatML with reasoning, Qwen tools)",
         **CHATML,
-        observation=QWEN_TOOL_RESULT,
+        **QWEN_TOOLS,
         default_system="You are a helpful assistant.",
-        thinking=Thinking(open="<think>", close="</think>", block="<think>\n{reasoning}\n</think>\n\n", empty="<think>\n\n</think>\n\n", every_turn=True),
-        tool_format="qwen",
+        thinking=ANCHOR_THINKING,
         source="anchor",
     ),
     Template(
         name="mimo_v2",
         description="MiMo V2 (ChatML with <think></think> reasoning, Qwen tools)",
         **CHATML,
-        observation=QWEN_TOOL_RESULT,
+        **QWEN_TOOLS,
         default_system="You are MiMo, a helpful AI assistant engineered by Xiaomi.",
         thinking=Thinking(open="<think>", close="</think>", block="<think>{reasoning}</think>", empty="<think></think>", every_turn=True),
-        tool_format="qwen",
         source="anchor",
     ),
     Template(
@@ -218,7 +221,7 @@ ANCHOR_TEMPLATES: tuple[Template, ...] = (
         assistant=CONTENT + "<|end_of_text|>",
         end_of_turn="<|end_of_text|>",
         stop_words=("<|end_of_text|>",),
-        thinking=Thinking(open="<think>", close="</think>", block="<think>\n{reasoning}\n</think>\n\n", empty="<think>\n\n</think>\n\n", every_turn=True),
+        thinking=ANCHOR_THINKING,
         source="anchor",
     ),
     Template(

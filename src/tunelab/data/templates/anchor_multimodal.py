@@ -10,7 +10,7 @@ audios is refused by the loader rather than having its media dropped.
 from __future__ import annotations
 
 from tunelab.data.templates.base import BOS, CONTENT, EOS, Template, Thinking
-from tunelab.data.templates.layouts import CHATML, QWEN_TOOL_RESULT
+from tunelab.data.templates.layouts import ANCHOR_THINKING, CHATML, QWEN_TOOLS
 
 ANCHOR_MULTIMODAL_TEMPLATES: tuple[Template, ...] = (
     Template(
@@ -117,9 +117,8 @@ ANCHOR_MULTIMODAL_TEMPLATES: tuple[Template, ...] = (
         name="keye_vl",
         description="Keye-VL (Qwen2-VL layout with reasoning)",
         **CHATML,
-        observation=QWEN_TOOL_RESULT,
-        thinking=Thinking(open="<think>", close="</think>", block="<think>\n{reasoning}\n</think>\n\n", empty="<think>\n\n</think>\n\n", every_turn=True),
-        tool_format="qwen",
+        **QWEN_TOOLS,
+        thinking=ANCHOR_THINKING,
         modalities=('image', 'video'),
         source="anchor",
     ),
@@ -186,9 +185,8 @@ ANCHOR_MULTIMODAL_TEMPLATES: tuple[Template, ...] = (
         name="llava_next_qwen",
         description="LLaVA-NeXT on Qwen (ChatML, 'You are a helpful assistant.')",
         **CHATML,
-        observation=QWEN_TOOL_RESULT,
+        **QWEN_TOOLS,
         default_system="You are a helpful assistant.",
-        tool_format="qwen",
         modalities=('image',),
         source="anchor",
     ),
@@ -294,9 +292,8 @@ ANCHOR_MULTIMODAL_TEMPLATES: tuple[Template, ...] = (
         name="qwen3_omni",
         description="Qwen3-Omni thinking (ChatML with reasoning, Qwen tools)",
         **CHATML,
-        observation=QWEN_TOOL_RESULT,
-        thinking=Thinking(open="<think>", close="</think>", block="<think>\n{reasoning}\n</think>\n\n", empty="<think>\n\n</think>\n\n", every_turn=True),
-        tool_format="qwen",
+        **QWEN_TOOLS,
+        thinking=ANCHOR_THINKING,
         modalities=('image', 'video', 'audio'),
         source="anchor",
     ),
@@ -304,8 +301,7 @@ ANCHOR_MULTIMODAL_TEMPLATES: tuple[Template, ...] = (
         name="qwen3_omni_nothink",
         description="Qwen3-Omni instruct (ChatML, Qwen tools)",
         **CHATML,
-        observation=QWEN_TOOL_RESULT,
-        tool_format="qwen",
+        **QWEN_TOOLS,
         modalities=('image', 'video', 'audio'),
         source="anchor",
     ),
@@ -313,9 +309,8 @@ ANCHOR_MULTIMODAL_TEMPLATES: tuple[Template, ...] = (
         name="qwen3_vl",
         description="Qwen3-VL thinking (ChatML with reasoning, Qwen tools)",
         **CHATML,
-        observation=QWEN_TOOL_RESULT,
-        thinking=Thinking(open="<think>", close="</think>", block="<think>\n{reasoning}\n</think>\n\n", empty="<think>\n\n</think>\n\n", every_turn=True),
-        tool_format="qwen",
+        **QWEN_TOOLS,
+        thinking=ANCHOR_THINKING,
         modalities=('image', 'video'),
         source="anchor",
     ),

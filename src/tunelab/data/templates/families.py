@@ -10,7 +10,7 @@ To add a family, append one entry here and a fixture + parity case in the tests.
 from __future__ import annotations
 
 from tunelab.data.templates.base import BOS, CONTENT, EOS, Template, Thinking
-from tunelab.data.templates.layouts import CHATML, QWEN_TOOL_RESULT
+from tunelab.data.templates.layouts import CHATML, QWEN_TOOLS
 
 QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 # TeleChat2's template writes this when no system message is given (full-width punctuation, as ms-swift registers it)
@@ -129,9 +129,8 @@ TEMPLATES: tuple[Template, ...] = (
         name="qwen",
         description="Qwen1.5 / Qwen2 / Qwen2.5 chat (ChatML with Qwen's default system prompt and tools)",
         **CHATML,
-        observation=QWEN_TOOL_RESULT,
+        **QWEN_TOOLS,
         default_system=QWEN_DEFAULT_SYSTEM,
-        tool_format="qwen",
         text_end="<|endoftext|>",
         official="Qwen/Qwen2.5-7B-Instruct",
     ),
@@ -139,8 +138,7 @@ TEMPLATES: tuple[Template, ...] = (
         name="qwen3",
         description="Qwen3 hybrid reasoning (<think> blocks, enable_thinking) with Qwen tools",
         **CHATML,
-        observation=QWEN_TOOL_RESULT,
-        tool_format="qwen",
+        **QWEN_TOOLS,
         thinking=Thinking(),
         text_end="<|endoftext|>",
         official="Qwen/Qwen3-8B",
@@ -150,8 +148,7 @@ TEMPLATES: tuple[Template, ...] = (
         name="qwen3_nothink",
         description="Qwen3 instruct models without reasoning (Qwen3-*-Instruct-2507)",
         **CHATML,
-        observation=QWEN_TOOL_RESULT,
-        tool_format="qwen",
+        **QWEN_TOOLS,
         text_end="<|endoftext|>",
         official="Qwen/Qwen3-4B-Instruct-2507",
     ),

@@ -12,7 +12,7 @@ hold are shipped as their jinja instead (`official_jinja.py`).
 from __future__ import annotations
 
 from tunelab.data.templates.base import BOS, CONTENT, EOS, Template
-from tunelab.data.templates.layouts import CHATML, CHATML_TOOL_TURN, QWEN_TOOL_RESULT
+from tunelab.data.templates.layouts import CHATML, CHATML_TOOL_TURN, QWEN_TOOLS
 
 LLAMAFACTORY_FAMILIES: tuple[Template, ...] = (
     Template(
@@ -141,9 +141,8 @@ LLAMAFACTORY_FAMILIES: tuple[Template, ...] = (
         name="qwen2_omni",
         description="Qwen2.5-Omni (ChatML, Qwen tools)",
         **CHATML,
-        observation=QWEN_TOOL_RESULT,
+        **QWEN_TOOLS,
         default_system="You are a helpful assistant.",
-        tool_format="qwen",
         modalities=('image', 'video', 'audio'),
         official="Qwen/Qwen2.5-Omni-7B",
     ),
