@@ -117,22 +117,47 @@ class TokenizedCache:
         return self.root / key
 
     def load(self, key: str) -> dict[str, Any] | None:
+        """The cached splits, or None when there are none or the entry is damaged (a warning says which;
+        the caller rebuilds it: a damaged cache must not fail every run until someone deletes it)."""
         folder = self.path(key)
         meta = folder / META
         if not meta.is_file():
             return None
         from datasets import load_from_disk
 
-        splits = json.loads(meta.read_text())["splits"]
-        return {name: load_from_disk(str(folder / name)) for name in splits}
+        try:
+            splits = json.loads(meta.read_text(encoding="utf-8"))["splits"]
+            loaded = {name: load_from_disk(str(folder / name)) for name in splits}
+            for dataset in loaded.values():
+                len(dataset)
+                if len(dataset):
+                    dataset[0], dataset[len(dataset) - 1]  # noqa: B018 - reading the first and last rows finds a cut file
+        except Exception as error:  # noqa: BLE001 - any damage (bad JSON, missing or cut Arrow files) means rebuild
+            logger.warning("tokenized cache %s is damaged (%s: %s); rebuilding it", folder, type(error).__name__,
+                           str(error)[:200])
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        return loaded
 
     def save(self, key: str, splits: Mapping[str, Any], description: Mapping[str, Any]) -> None:
         """Write to a temporary folder and rename it, so a crash never leaves a half cache behind."""
+        from tunelab.errors import UserError
+        from tunelab.utils.publish import is_disk_full
+
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}-"))
-        for name, dataset in splits.items():
-            dataset.save_to_disk(str(staging / name))
-        (staging / META).write_text(json.dumps({"splits": list(splits), "key": dict(description)}, indent=2, default=str))
+        try:
+            for name, dataset in splits.items():
+                dataset.save_to_disk(str(staging / name))
+            (staging / META).write_text(json.dumps({"splits": list(splits), "key": dict(description)}, indent=2,
+                                                   default=str))
+        except Exception as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            if is_disk_full(error):  # datasets / pyarrow wrap ENOSPC in their own exception types
+                raise UserError(f"writing the tokenized cache to {self.root} failed: No space left on device (the disk "
+                                "is full); the partial entry was removed. Free disk space, or point TUNELAB_CACHE "
+                                "at another disk.") from None
+            raise
         target = self.path(key)
         if target.exists():
             shutil.rmtree(target)

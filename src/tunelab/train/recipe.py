@@ -55,6 +55,24 @@ def _training_values(config: Config) -> dict[str, Any]:
 
 
 def run_training(config: Config) -> TrainingRun:
+    """Run the recipe with SIGINT / SIGTERM handled in every phase (train/run/interrupt.py)."""
+    from tunelab.train.run.interrupt import (
+        InterruptCallback,
+        Interrupted,
+        interrupted_outside_training,
+        stop_on_signals,
+    )
+
+    interrupt = InterruptCallback()
+    try:
+        with stop_on_signals(interrupt):
+            return _run_training(config, interrupt)
+    except Interrupted as interrupted:
+        output_dir = str(config.training_values.get("output_dir", "."))
+        raise interrupted_outside_training(interrupted, output_dir, interrupt.final_saved) from None
+
+
+def _run_training(config: Config, interrupt: Any) -> TrainingRun:
     import transformers
 
     from tunelab.data.templates import get_template
@@ -64,10 +82,12 @@ def run_training(config: Config) -> TrainingRun:
     from tunelab.model.quantization import quantization_config
     from tunelab.model.tuning import apply_tuning
     from tunelab.train.data_prep import prepare_data
+    from tunelab.train.run.final_save import save_final_model
     from tunelab.train.run.guards import NonFiniteGuard
-    from tunelab.train.run.interrupt import InterruptCallback
-    from tunelab.train.run.outputs import save_tokenizer, write_resolved_config
+    from tunelab.train.run.interrupt import SAVING, TRAINING, stopped
+    from tunelab.train.run.outputs import write_resolved_config
     from tunelab.train.run.resume import resolve_resume
+    from tunelab.train.run.run_identity import check_same_run, run_record
     from tunelab.train.run.trainer_log import TrainerLogCallback
     from tunelab.train.stages import room_of
 
@@ -86,6 +106,7 @@ def run_training(config: Config) -> TrainingRun:
                         "do_train: false, do_predict: true) after training.")
     check_output_dir(output_dir)
     transformers.set_seed(args.seed)
+    interrupt.phase = "loading the tokenizer"
     model_path = resolve_model_path(config.model.model_name_or_path)
     tokenizer = load_tokenizer(config.model, model_path)
     template = get_template(config.data.template, tokenizer, tool_format=config.data.tool_format,
@@ -95,12 +116,17 @@ def run_training(config: Config) -> TrainingRun:
     config.model.enable_liger_kernel = resolve_liger(config.model.enable_liger_kernel, cuda_available=cuda_available(),
                                                      installed=liger_installed())
     quantization = quantization_config(config.model, dtype)
+    interrupt.phase = "tokenizing the data"
     with args.main_process_first(local=True, desc="tokenizing the data"):  # one rank builds the cache, the rest reuse it
         prepared = prepare_data(config, tokenizer, template)
+    record = run_record(config, args, tokenizer) if args.do_train else None  # stamped on every checkpoint
+    if checkpoint is not None and record is not None:
+        check_same_run(Path(checkpoint), record)  # the same configuration and data, or refused by name
     if args.should_save:  # rank 0 only under torchrun: one process writes the run's outputs
         write_resolved_config(config, output_dir)
 
     # 2. model: weights, then the tuning method that decides what trains
+    interrupt.phase = "loading the model"
     model = load_model(config.model, tokenizer, dtype=dtype, model_path=model_path, quantization_config=quantization)
     if config.model.enable_liger_kernel:
         apply_liger_kernels(model)
@@ -117,23 +143,20 @@ def run_training(config: Config) -> TrainingRun:
             model.save_pretrained(pissa_init_dir)
 
     # 3. train
-    interrupt = InterruptCallback()
     trainer = room.Trainer(
         model=model, args=args, train_dataset=prepared.train, eval_dataset=prepared.eval,
         data_collator=room.make_collator(prepared, tokenizer, model, config), processing_class=tokenizer,
         callbacks=[NonFiniteGuard(args.max_nonfinite_steps), TrainerLogCallback(output_dir), interrupt],
         config=config,
     )  # fmt: skip
+    trainer.run_record = record
     metrics: dict[str, Any] = {}
     if args.do_train:
+        interrupt.phase = TRAINING
         result = _train(trainer, checkpoint, interrupt)
-        if pissa_init_dir is not None and args.should_save:
-            model.save_pretrained(output_dir, path_initial_model_for_weight_conversion=str(pissa_init_dir))
-            logger.info("pissa_convert: saved the adapter as a plain LoRA adapter")
-        else:
-            trainer.save_model(output_dir)
-        if args.should_save:
-            save_tokenizer(tokenizer, template, output_dir)
+        interrupt.phase = SAVING
+        save_final_model(trainer, model, tokenizer, template, output_dir, pissa_init_dir)
+        interrupt.final_saved = True
         train_metrics = dict(result.metrics)
         train_metrics["num_input_tokens_seen"] = trainer.state.num_input_tokens_seen
         train_metrics["num_untrained_examples"] = prepared.untrained  # left out: no trained token (named in the log)
@@ -141,14 +164,20 @@ def run_training(config: Config) -> TrainingRun:
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
         metrics.update(train_metrics)
+        if interrupt.signal_number is not None:  # received in the last step or during the final save
+            raise stopped(interrupt.signal_number, f"at step {trainer.state.global_step}, the last: training finished "
+                                                   f"and the final model is saved in {output_dir}; evaluation and "
+                                                   "prediction were skipped.")
 
     # 4. evaluate and predict
+    interrupt.phase = "evaluating"
     if prepared.eval is not None and (args.do_eval or args.do_train):
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
     if args.do_predict:
+        interrupt.phase = "predicting"
         metrics.update(_predict(config, trainer.model, tokenizer, template, output_dir))
     if config.finetuning.plot_loss and args.do_train and args.should_save:
         from tunelab.train.run.plot import plot_losses
@@ -184,26 +213,24 @@ def cuda_available() -> bool:
 
 
 def _train(trainer: Any, checkpoint: str | None, interrupt: Any) -> Any:
-    """trainer.train() with SIGINT / SIGTERM turned into a clean stop and out-of-memory into a clear message."""
-    import signal
+    """trainer.train() with a signal turned into a clean stop and out-of-memory into a clear message.
 
+    A signal received in the last step does not stop the run here: training is complete, and the
+    recipe saves the final model before it reports the signal."""
     import torch
 
     from tunelab.train.run.guards import out_of_memory_error
-    from tunelab.train.run.interrupt import stop_on_signals
+    from tunelab.train.run.interrupt import stopped
 
     try:
-        with stop_on_signals(interrupt):
-            result = trainer.train(resume_from_checkpoint=checkpoint)
+        result = trainer.train(resume_from_checkpoint=checkpoint)
     except torch.OutOfMemoryError as error:
         raise out_of_memory_error(error) from None
-    if interrupt.signal_number is not None:
-        step = trainer.state.global_step
-        stopped = UserError(f"stopped by {signal.Signals(interrupt.signal_number).name} at step {step}; checkpoint "
-                            f"saved to {Path(trainer.args.output_dir) / f'checkpoint-{step}'}. Continue with "
-                            "resume_from_checkpoint: true.")
-        stopped.exit_code = 128 + interrupt.signal_number
-        raise stopped
+    step = trainer.state.global_step
+    if interrupt.signal_number is not None and step < trainer.state.max_steps:
+        raise stopped(interrupt.signal_number, f"at step {step}; checkpoint saved to "
+                                               f"{Path(trainer.args.output_dir) / f'checkpoint-{step}'}. Continue "
+                                               "with resume_from_checkpoint: true.")
     return result
 
 

@@ -56,7 +56,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _files(folder: Path) -> list[Path]:
+def _files(folder: Path, *, keep_nested_manifests: bool = False) -> list[Path]:
+    """Every file under `folder` but its manifest (with `keep_nested_manifests`, subfolders' manifests are
+    files like any other: a training run's checkpoints each carry their own)."""
+    if keep_nested_manifests:
+        return sorted(p for p in folder.rglob("*") if p.is_file() and p != folder / MANIFEST_NAME)
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
 
 
@@ -137,12 +141,12 @@ def foreign_model_files(final: Path) -> list[str]:
     return sorted(p.name for p in final.iterdir() if p.is_file() and _matches(p.name, MODEL_FILE_PATTERNS))
 
 
-def recover(final: Path) -> None:
+def recover(final: Path, *, keep_nested_manifests: bool = False) -> None:
     """Finish what a killed publish left: bring back a replaced folder, drop a half-written staging one."""
     old = final.parent / f".{final.name}{_OLD_SUFFIX}"
     if old.is_dir():
         if final.is_dir() and check_folder(final, "the folder"):
-            _carry_foreign(old, final)
+            _carry_foreign(old, final, keep_nested_manifests=keep_nested_manifests)
             shutil.rmtree(old)
         elif not final.exists():
             os.replace(old, final)
@@ -153,11 +157,11 @@ def recover(final: Path) -> None:
         shutil.rmtree(staging)
 
 
-def _carry_foreign(old: Path, final: Path) -> None:
+def _carry_foreign(old: Path, final: Path, *, keep_nested_manifests: bool = False) -> None:
     """Move the files of `old` that its manifest does not list (the user's own) into `final`."""
     manifest = read_manifest(old)
     ours = set(manifest.files) | {MANIFEST_NAME} if manifest else {MANIFEST_NAME}
-    for path in _files(old):
+    for path in _files(old, keep_nested_manifests=keep_nested_manifests):
         name = path.relative_to(old).as_posix()
         if name not in ours and not (final / name).exists():
             (final / name).parent.mkdir(parents=True, exist_ok=True)
@@ -167,8 +171,10 @@ def _carry_foreign(old: Path, final: Path) -> None:
         logger.info("not carried over from the earlier folder (it wrote them, this one does not): %s", ", ".join(stale))
 
 
-def publish(staging: Path, final: Path) -> None:
-    """Rename a complete staging folder (manifest written) to `final`, carrying over the user's files."""
+def publish(staging: Path, final: Path, *, keep_nested_manifests: bool = False) -> None:
+    """Rename a complete staging folder (manifest written) to `final`, carrying over the user's files.
+
+    `keep_nested_manifests` carries subfolders' manifests too (a training run's checkpoints)."""
     if not (staging / MANIFEST_NAME).is_file():
         raise RuntimeError(f"publish({staging}): write_manifest first")  # a programming error, not a user's
     if not final.exists():
@@ -179,7 +185,7 @@ def publish(staging: Path, final: Path) -> None:
             shutil.rmtree(old)
         os.replace(final, old)  # a kill from here on is finished by `recover`
         os.replace(staging, final)
-        _carry_foreign(old, final)
+        _carry_foreign(old, final, keep_nested_manifests=keep_nested_manifests)
         shutil.rmtree(old)
     _fsync_dir(final.parent)
 

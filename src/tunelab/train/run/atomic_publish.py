@@ -55,8 +55,17 @@ def discard_staging(run_dir: str | os.PathLike[str]) -> list[Path]:
     return leftovers
 
 
-def save_failed(step: int, error: OSError, previous: str | None) -> UserError:
+def save_failed(step: int, error: BaseException, previous: str | None) -> UserError:
+    """One message for a checkpoint that could not be written: an OSError, or any writer's disk-full error
+    (safetensors, torch and tokenizers raise their own types with the ENOSPC text inside)."""
+    from tunelab.utils.publish import is_disk_full
+
     kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
-    return UserError(f"saving checkpoint-{step} failed: {error.strerror or error} ({getattr(error, 'filename', '')}); "
-                     f"{kept}. Free disk space or choose another output_dir, then resume with "
-                     "resume_from_checkpoint: true.")
+    if is_disk_full(error):
+        reason = "No space left on device (the disk is full)"
+    else:
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    where = getattr(error, "filename", None)
+    return UserError(f"saving checkpoint-{step} failed: {reason}{f', writing {where}' if where else ''}; the partial "
+                     f"checkpoint was removed and {kept}. Free disk space or choose another output_dir, then resume "
+                     "with resume_from_checkpoint: true.")

@@ -4,11 +4,14 @@ so a run can be followed (and plotted) while it runs, by people and by the web U
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
+
+logger = logging.getLogger("tunelab.train")
 
 
 class TrainerLogCallback(TrainerCallback):
@@ -32,9 +35,24 @@ class TrainerLogCallback(TrainerCallback):
                 self._drop_after(state.global_step)
 
     def _drop_after(self, step: int) -> None:
-        """A resumed run repeats the steps after its checkpoint: their old lines are removed."""
-        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        """A resumed run repeats the steps after its checkpoint: their old lines are removed.
+
+        A line that does not parse (a run killed while writing it, a hand edit) is left out with a
+        warning naming it: losing one log line must not make the run impossible to resume."""
+        kept = []
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                line_step = int(record.get("step", 0))
+            except (ValueError, TypeError, AttributeError):
+                logger.warning("%s line %d is damaged (%r); it is left out of the log", self.path, number,
+                               line[:80])
+                continue
+            if line_step <= step:
+                kept.append(line)
         self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:

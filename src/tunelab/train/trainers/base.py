@@ -1,13 +1,16 @@
 """The transformers.Trainer subclass every tunelab stage builds on.
 
 It adds what the stages share: an exact count of non-padding tokens seen (packed rows make the
-stock counter wrong), LoRA+ learning rates, and the tokenizer saved with its chat template.
+stock counter wrong), LoRA+ learning rates, the tokenizer saved with its chat template, and
+checkpoints that are atomic, listed in a manifest and stamped with the run's configuration and data
+(run/run_identity.py), so that resuming can check them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +32,43 @@ class TunelabTrainer(Seq2SeqTrainer):
         self.config = config  # the resolved tunelab Config: stages read their own keys from it
         self.loraplus_lr_ratio = config.finetuning.loraplus_lr_ratio if config is not None else None
         self.loraplus_lr_embedding = config.finetuning.loraplus_lr_embedding if config is not None else 1e-6
+        self.run_record: dict[str, Any] | None = None  # written into every checkpoint (run/run_identity.py)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        """Write the checkpoint into a staging folder, then rename it into place (see run/atomic_publish.py)."""
+        """Write the checkpoint into a staging folder, then rename it into place (see run/atomic_publish.py).
+
+        Its run record and manifest are written last, once every rank has staged its files: a checkpoint
+        without them was not finished. Any writer's disk-full error (not only OSError) is one message."""
         from transformers.trainer import rotate_checkpoints
+
+        from tunelab.train.run.run_identity import write_run_record
+        from tunelab.utils.publish import is_disk_full, write_manifest
 
         run_dir = self._get_output_dir(trial=trial)
         name = f"checkpoint-{self.state.global_step}"
+        staged = staging_root(run_dir) / name
         previous = self.state.best_model_checkpoint or _latest_checkpoint(run_dir)
         self._staging_run_dir = str(staging_root(run_dir))
         try:
             super()._save_checkpoint(model, trial)
-        except OSError as error:
+        except Exception as error:
+            if not (isinstance(error, OSError) or is_disk_full(error)):
+                raise
+            _drop_staged(staged)  # give the space back; resume would ignore it anyway
             raise save_failed(self.state.global_step, error, previous) from None
         finally:
             self._staging_run_dir = None
         if self.args.world_size > 1:
             self.accelerator.wait_for_everyone()  # every rank's RNG state / ZeRO shards are staged before publishing
         if self.args.should_save:
-            publish(staging_root(run_dir) / name, Path(run_dir) / name)
+            try:
+                if self.run_record is not None:
+                    write_run_record(staged, self.run_record)
+                write_manifest(staged, "checkpoint")
+            except OSError as error:
+                _drop_staged(staged)
+                raise save_failed(self.state.global_step, error, previous) from None
+            publish(staged, Path(run_dir) / name)
             with contextlib.suppress(OSError):  # not empty: another rank's files, kept
                 staging_root(run_dir).rmdir()
             best = self.state.best_model_checkpoint
@@ -57,6 +78,18 @@ class TunelabTrainer(Seq2SeqTrainer):
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
         if self.args.world_size > 1:
             self.accelerator.wait_for_everyone()
+
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
+        """Train no step past max_steps: resuming from the run's last checkpoint has nothing left to train.
+
+        transformers checks max_steps only after a step, so a run resumed at its last (mid-epoch)
+        checkpoint would train one step more than the uninterrupted run did."""
+        if 0 < self.state.max_steps <= self.state.global_step:
+            logger.warning("step %d already reached max_steps = %d: no step left to train; the checkpoint's weights "
+                           "are the final model", self.state.global_step, self.state.max_steps)
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
 
     def _get_output_dir(self, trial: Any) -> str:
         staging = getattr(self, "_staging_run_dir", None)
@@ -113,6 +146,13 @@ class TunelabTrainer(Seq2SeqTrainer):
         optimizer_kwargs.pop("lr", None)
         logger.info("LoRA+: lora_B learning rate = %g (ratio %g)", lr * self.loraplus_lr_ratio, self.loraplus_lr_ratio)
         return optimizer_cls([g for g in param_groups if g["params"]], **optimizer_kwargs)
+
+
+def _drop_staged(staged: Path) -> None:
+    """Remove a checkpoint whose save failed, and the staging folder when nothing else is in it."""
+    shutil.rmtree(staged, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: another rank's files, kept
+        staged.parent.rmdir()
 
 
 def _latest_checkpoint(run_dir: str) -> str | None:
