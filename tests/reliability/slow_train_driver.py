@@ -1,7 +1,8 @@
 """Runs `tunelab train` in a child process, pausing at a chosen moment so a test can kill it there.
 
-usage: python slow_train_driver.py {step|save} N MARKER SECONDS -- <tunelab train arguments>
-`step N`: pause inside optimizer step N (mid-step); `save N`: pause while checkpoint-N is half written.
+usage: python slow_train_driver.py {step|save|prepare} N MARKER SECONDS -- <tunelab train arguments>
+`step N`: pause inside optimizer step N (mid-step); `save N`: pause while checkpoint-N is half written;
+`prepare 0`: pause before the data is tokenized (outside the training loop).
 The marker file is created right before the pause, which lasts SECONDS.
 """
 
@@ -34,6 +35,16 @@ def main() -> int:
             return loss
 
         TunelabTrainer.training_step = training_step
+    elif where == "prepare":
+        import tunelab.train.data_prep as data_prep
+
+        original_prepare = data_prep.prepare_data
+
+        def prepare_data(*args, **kwargs):
+            pause()
+            return original_prepare(*args, **kwargs)
+
+        data_prep.prepare_data = prepare_data
     else:
         original_save = Trainer._save_rng_state
 
