@@ -47,6 +47,8 @@ def test_qwen2_gguf_reads_back(lora_export):
     assert len(reader.fields["tokenizer.ggml.tokens"].data) == 151665
     assert len(reader.fields["tokenizer.ggml.merges"].data) > 150000
     assert field(reader, "tokenizer.ggml.eos_token_id") == 151645
+    # qwen has no bos token: llama.cpp must add none (the key is written, not left to llama.cpp's guess)
+    assert field(reader, "tokenizer.ggml.add_bos_token") is False and field(reader, "tokenizer.ggml.add_eos_token") is False
     assert "<|im_start|>" in field(reader, "tokenizer.chat_template")
     tensors = {t.name: t for t in reader.tensors}
     assert set(tensors) == expected_names(2, with_output=True, biases=True)
@@ -89,3 +91,24 @@ def test_unknown_architectures_and_pre_tokenizers_are_refused(tmp_path):
     with pytest.raises(UserError, match="not one llama.cpp knows"):
         pre_tokenizer_name({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\w+"}}})
     assert torch is not None
+
+
+def test_llama_gguf_adds_bos_for_templates_that_start_with_it(llama_base, make_config, tmp_path):
+    """deepseek3 starts every prompt with bos, the DeepSeek-V3 tokenizer adds none itself: the GGUF tells llama.cpp
+    to add it and the Modelfile beside it leaves it out (Ollama's prompts equal the training ids, test_export_modelfile)."""
+    from tunelab.export.run import ExportOptions, run_export
+
+    tokenizer_bos = "<｜begin▁of▁sentence｜>"
+    plain = gguf.GGUFReader(write_gguf(llama_base, tmp_path / "plain.gguf", "f32"))
+    assert field(plain, "tokenizer.ggml.add_bos_token") is False  # no template: the tokenizer's own behaviour
+    assert field(plain, "tokenizer.ggml.add_eos_token") is False
+    out = tmp_path / "merged"
+    result = run_export(make_config(llama_base, out, template="deepseek3"), ExportOptions(verify=False, gguf="f32"))
+    reader = gguf.GGUFReader(result.gguf)
+    assert field(reader, "tokenizer.ggml.add_bos_token") is True
+    assert field(reader, "tokenizer.ggml.bos_token_id") == 0
+    modelfile = result.modelfile.read_text(encoding="utf-8")
+    assert "FROM ./model-f32.gguf" in modelfile and tokenizer_bos not in modelfile.split('TEMPLATE """')[1].split("<｜User｜>")[0]
+    folder_only = run_export(make_config(llama_base, tmp_path / "no-gguf", template="deepseek3"), ExportOptions(verify=False))
+    template_block = folder_only.modelfile.read_text(encoding="utf-8").split('TEMPLATE """')[1]
+    assert template_block.split("{{ $first := true }}")[1].startswith(tokenizer_bos)  # FROM .: the template writes it

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,66 @@ def test_modelfile_parameters():
     text = modelfile_text(llama3, SpecialTokens(bos="<|begin_of_text|>", eos="<|eot_id|>"))
     assert 'PARAMETER stop "<|eot_id|>"\nPARAMETER stop "<|eom_id|>"\n' in text
     assert "<|begin_of_text|>" not in text  # llama.cpp adds the bos token itself
+
+
+# the tokenizers of the families whose templates start with bos (deepseek-v3) and of those without one (qwen)
+REAL_TOKENIZERS = ("qwen2.5", "qwen3", "deepseek-v3")
+
+
+@cache
+def load_tokenizer(name: str):
+    """A real tokenizer of shared/fixtures/tokenizers (tests/templates' helper, which this folder cannot import)."""
+    from transformers import AutoTokenizer
+
+    from tunelab.testing import fixture_tokenizer_path
+
+    return AutoTokenizer.from_pretrained(fixture_tokenizer_path(name))
+
+
+def _ollama_ids(tokenizer, go: str, system: str, turns, template, bos_added: bool) -> list[int]:
+    """What Ollama feeds the model: the rendered Go template, tokenized by llama.cpp with special tokens parsed,
+    behind the bos llama.cpp adds when the GGUF says add_bos_token."""
+    data = {"System": system or template.default_system, "Tools": [],
+            "Messages": [{"Role": role, "Content": content, "ToolCalls": []} for role, content in turns]}
+    ids = tokenizer.encode(render(go, data), add_special_tokens=False)
+    return [tokenizer.bos_token_id, *ids] if bos_added else ids
+
+
+@pytest.mark.parametrize("name", REAL_TOKENIZERS)
+def test_ollama_prompts_are_the_training_ids(name):
+    """Every named record template, through its Modelfile, gives exactly the ids tunelab trains on, with the bos
+    llama.cpp adds (the GGUF's add_bos_token) or, for a Modelfile FROM the folder, the tokenizer's own."""
+    from tunelab.data.encode import encode_prompt
+    from tunelab.export.gguf_file import add_bos_token, tokenizer_adds_bos
+
+    tokenizer = load_tokenizer(name)
+    tokens = SpecialTokens.from_tokenizer(tokenizer)
+    wrong = []
+    for template in RECORDS:
+        for bos_added in sorted({add_bos_token(tokenizer, template), tokenizer_adds_bos(tokenizer)}):
+            go = _template_block(modelfile_text(template, tokens, bos_added=bos_added))
+            for system, turns in CONVERSATIONS:
+                messages = [Message(Role.USER if role == "user" else Role.ASSISTANT, content) for role, content in turns]
+                want = encode_prompt(tokenizer, template, messages, system=system or None)
+                if _ollama_ids(tokenizer, go, system, turns, template, bos_added) != want:
+                    wrong.append((template.name, bos_added, len(turns)))
+    assert not wrong, wrong
+
+
+def test_deepseek_templates_get_bos_from_llama_cpp():
+    """The deepseek-v3 tokenizer adds no bos itself; its templates start with one, so the GGUF says add_bos_token
+    and the Modelfile leaves that bos out; FROM the folder (no GGUF) the Modelfile writes it."""
+    from tunelab.export.gguf_file import add_bos_token, tokenizer_adds_bos
+
+    tokenizer = load_tokenizer("deepseek-v3")
+    bos = tokenizer.bos_token
+    assert not tokenizer_adds_bos(tokenizer)
+    by_name = {t.name: t for t in RECORDS}
+    assert add_bos_token(tokenizer, by_name["llama2"])  # every user turn opens with bos, the first one too
+    for name in ("deepseek3", "deepseekr1", "llama3"):
+        assert add_bos_token(tokenizer, by_name[name]), name
+        assert bos not in _template_block(modelfile_text(by_name[name], SpecialTokens.from_tokenizer(tokenizer)))
+        folder_text = _template_block(modelfile_text(by_name[name], SpecialTokens.from_tokenizer(tokenizer), bos_added=False))
+        assert bos in folder_text, name
+    assert not add_bos_token(tokenizer, by_name["qwen"])  # chatml never starts with bos
+    assert not add_bos_token(load_tokenizer("qwen2.5"), by_name["deepseek3"])  # no bos token at all

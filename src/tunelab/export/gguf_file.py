@@ -4,7 +4,9 @@ Covers the `llama` and `qwen2` architectures with byte-level BPE tokenizers (Lla
 DeepSeek-V3 style), in f16 or f32, following llama.cpp's convert_hf_to_gguf.py: its tensor names
 (via gguf's TensorNameMap), its metadata keys, the Q/K row permutation llama.cpp's llama rope expects,
 1-D tensors (norms, biases) kept in f32, Llama 3.1 rope factors as `rope_freqs.weight`, and the
-pre-tokenizer name llama.cpp uses to split text. What it cannot convert faithfully it refuses.
+pre-tokenizer name llama.cpp uses to split text. `add_bos_token` / `add_eos_token` are always written, from
+the tokenizer and the trained template, and agree with the Modelfile. What it cannot convert faithfully
+it refuses.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tunelab.data.templates.base import Template
 from tunelab.errors import UserError, require_package
 
 logger = logging.getLogger("tunelab.export")
@@ -43,6 +46,30 @@ def pre_tokenizer_name(tokenizer_json: dict[str, Any]) -> str:
         return "gpt-2"
     raise UserError("GGUF: the tokenizer's pre-tokenizer is not one llama.cpp knows by name (known: qwen2, llama-bpe, "
                     "deepseek-v3, gpt-2); llama.cpp would split text differently. Convert with llama.cpp's convert_hf_to_gguf.py.")
+
+
+def tokenizer_adds_bos(tokenizer: Any) -> bool:
+    """Whether encoding text puts bos first (the tokenizer's add_bos_token / post-processor, as transformers runs it)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    ids = tokenizer("a")["input_ids"]
+    return bos is not None and bool(ids) and ids[0] == bos
+
+
+def tokenizer_adds_eos(tokenizer: Any) -> bool:
+    eos = getattr(tokenizer, "eos_token_id", None)
+    ids = tokenizer("a")["input_ids"]
+    return eos is not None and len(ids) > 1 and ids[-1] == eos
+
+
+def add_bos_token(tokenizer: Any, template: Template | None) -> bool:
+    """The GGUF's `tokenizer.ggml.add_bos_token`: llama.cpp puts bos before every prompt. True when the tokenizer
+    adds one or the template starts with one (as tunelab's pretraining encodes text, `encode_pretrain`); the
+    Modelfile then leaves that bos out of its template (modelfile.go_template), so both give the training ids."""
+    from tunelab.export.modelfile import template_starts_with_bos
+
+    if getattr(tokenizer, "bos_token_id", None) is None:
+        return False
+    return tokenizer_adds_bos(tokenizer) or (template is not None and template_starts_with_bos(template))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -141,7 +168,7 @@ def _add_hparams(writer: Any, config: dict[str, Any], arch: str) -> None:
             raise UserError(f"GGUF: rope scaling '{kind}' is not supported by tunelab's GGUF writer.")
 
 
-def _add_tokenizer(writer: Any, folder: Path, vocab_size: int) -> None:
+def _add_tokenizer(writer: Any, folder: Path, vocab_size: int, template: Template | None) -> None:
     import gguf
     from transformers import AutoTokenizer
 
@@ -173,6 +200,9 @@ def _add_tokenizer(writer: Any, folder: Path, vocab_size: int) -> None:
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=len(tokens))
+    # always written: without the key llama.cpp guesses from the pre-tokenizer, and Ollama dropped deepseek's bos
+    special.add_special_token["bos"] = add_bos_token(tokenizer, template)
+    special.add_special_token["eos"] = tokenizer_adds_eos(tokenizer)
     quiet = logging.getLogger("gguf")
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # it logs the whole chat template at INFO
@@ -185,8 +215,9 @@ def _add_tokenizer(writer: Any, folder: Path, vocab_size: int) -> None:
         writer.add_chat_template(template if isinstance(template, str) else template.get("default", ""))
 
 
-def write_gguf(folder: Path, out_file: Path, file_type: str = "f16") -> Path:
-    """Write `out_file` from the exported HF folder; return its path."""
+def write_gguf(folder: Path, out_file: Path, file_type: str = "f16", template: Template | None = None) -> Path:
+    """Write `out_file` from the exported HF folder; return its path. `template` (the one trained with) decides,
+    with the tokenizer, whether llama.cpp adds bos (`add_bos_token`)."""
     require_package("gguf", "GGUF export", package="gguf")
     import gguf
     import numpy as np
@@ -225,7 +256,7 @@ def write_gguf(folder: Path, out_file: Path, file_type: str = "f16") -> Path:
             array = array.astype(np.float16)
         writer.add_tensor(target, np.ascontiguousarray(array))
         count += 1
-    _add_tokenizer(writer, folder, int(config["vocab_size"]))
+    _add_tokenizer(writer, folder, int(config["vocab_size"]), template)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -4,7 +4,9 @@ Ollama renders prompts with Go's text/template over `.System`, `.Messages` (`.Ro
 `.ToolCalls`) and `.Tools`, not with jinja, so the chat format is rebuilt from the template's format
 strings. Choices that follow Ollama's own official templates:
 
-- the first bos token is left out: llama.cpp adds it itself (the GGUF's `add_bos_token`);
+- the first bos token is left to llama.cpp exactly when it adds one (the GGUF's `add_bos_token`, which
+  tunelab writes true for templates that start with bos: `template_starts_with_bos`); otherwise the
+  template writes it, so the prompt's ids equal the training ids either way;
 - a conversation ending with an assistant turn is continued (that turn stays open);
 - the template's default system prompt is the `SYSTEM` line, a request's system message replaces it;
 - tools and tool calls are written for the families that have a tool format (qwen, llama3, glm4,
@@ -79,12 +81,22 @@ def _system_condition(template: Template) -> str:
     return "or .System .Tools" if template.tool_format in ("qwen", "glm4", "llama3") else ".System"
 
 
-def go_template(template: Template, tokens: SpecialTokens) -> str:
-    """The Go template that renders conversations like `template` (see the module notes)."""
+def template_starts_with_bos(template: Template) -> bool:
+    """Whether every rendering begins with bos: the prefix does, or (no prefix) the first turn always does."""
+    if template.prefix:
+        return template.prefix.startswith(BOS)
+    first_user = template.user.startswith(BOS)
+    return first_user and (template.system_in_user or template.system.startswith(BOS))
+
+
+def go_template(template: Template, tokens: SpecialTokens, bos_added: bool = True) -> str:
+    """The Go template that renders conversations like `template` (see the module notes). `bos_added`: llama.cpp
+    puts bos before the prompt (the GGUF's add_bos_token); the first bos is then left out of the template."""
     prefix = template.prefix
     user = template.user
+    leave_first_bos = bos_added and template_starts_with_bos(template)
     bos_left_to_llama_cpp = False
-    if BOS in prefix:
+    if leave_first_bos and BOS in prefix:
         prefix = prefix.replace(BOS, "", 1)
         bos_left_to_llama_cpp = True
     out: list[str] = ["{{ $first := true }}"]
@@ -92,7 +104,8 @@ def go_template(template: Template, tokens: SpecialTokens) -> str:
         out.append('{{ $lastUser := -1 }}{{ range $i, $m := .Messages }}{{ if eq $m.Role "user" }}{{ $lastUser = $i }}{{ end }}{{ end }}')
     out.append(_text(prefix, tokens))
     system = template.system
-    system_takes_bos = not bos_left_to_llama_cpp and not template.system_in_user and system.startswith(BOS)
+    system_takes_bos = (leave_first_bos and not bos_left_to_llama_cpp and not template.system_in_user
+                        and system.startswith(BOS))
     if system_takes_bos:  # Seed-Coder: the system turn opens with bos; llama.cpp writes the first one
         system = system.removeprefix(BOS)
     if not template.system_in_user:
@@ -101,7 +114,7 @@ def go_template(template: Template, tokens: SpecialTokens) -> str:
     if template.tool_format == "mistral":
         out.append("{{ if and $.Tools (eq $i $lastUser) }}[AVAILABLE_TOOLS] {{ json $.Tools }}[/AVAILABLE_TOOLS]{{ end }}")
     before, after = _split(user)
-    if not bos_left_to_llama_cpp and before.startswith(BOS):
+    if leave_first_bos and not bos_left_to_llama_cpp and before.startswith(BOS):
         before = before.removeprefix(BOS)
         written = "not $first"
         if system_takes_bos:  # after a system turn the first user turn writes its own bos
@@ -145,12 +158,13 @@ def _quoted_block(text: str, what: str) -> str:
     return '"""' + text + '"""'
 
 
-def modelfile_text(template: Template, tokens: SpecialTokens, source: str = ".") -> str:
-    """The whole Modelfile; `source` is the FROM target (the export folder, or a .gguf file in it)."""
+def modelfile_text(template: Template, tokens: SpecialTokens, source: str = ".", bos_added: bool = True) -> str:
+    """The whole Modelfile; `source` is the FROM target (the export folder, or a .gguf file in it); `bos_added`:
+    the model Ollama runs adds bos itself (its GGUF's add_bos_token, see `go_template`)."""
     lines = [
         f"# Ollama Modelfile written by tunelab from template '{template.name}'",
         f"FROM {source}",
-        "TEMPLATE " + _quoted_block(go_template(template, tokens), "template"),
+        "TEMPLATE " + _quoted_block(go_template(template, tokens, bos_added), "template"),
     ]
     if template.default_system:
         lines.append("SYSTEM " + _quoted_block(template.default_system, "default system prompt"))

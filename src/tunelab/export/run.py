@@ -198,7 +198,8 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
         result.shards = save_weights(model, staging, config.export.export_size, legacy=config.export.export_legacy_format)
         model = loaded.model = None  # only the files on disk are checked from here on
         _collect()
-        companions.save_tokenizer(loaded.tokenizer, template, staging)
+        companions.save_tokenizer(loaded.tokenizer, template, staging, source=loaded.model_path,
+                                  trust_remote_code=config.model.trust_remote_code)
         companions.copy_model_code(staging)
         head = companions.copy_value_head([loaded.model_path, *paths], staging)
         result.value_head = out / head.name if head else None
@@ -210,7 +211,7 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
         if options.gguf:
             from tunelab.export.gguf_file import write_gguf
 
-            result.gguf = out / write_gguf(staging, staging / f"model-{options.gguf}.gguf", options.gguf).name
+            result.gguf = out / write_gguf(staging, staging / f"model-{options.gguf}.gguf", options.gguf, template).name
         if options.modelfile:
             written = _write_modelfile(staging, template, loaded.tokenizer, result.gguf)
             result.modelfile = out / written.name if written else None
@@ -277,8 +278,12 @@ def _write_modelfile(out: Path, template: Template | None, tokenizer: Any, gguf:
                     "as an Ollama Go template; Ollama's own template for this family, or one written by hand, is needed",
                     template.name)
         return None
+    from tunelab.export.gguf_file import add_bos_token, tokenizer_adds_bos
+
     source = f"./{gguf.name}" if gguf is not None else "."
+    # bos as the model Ollama runs adds it: tunelab's GGUF's add_bos_token, or (FROM the folder) the tokenizer's own
+    bos_added = add_bos_token(tokenizer, template) if gguf is not None else tokenizer_adds_bos(tokenizer)
     path = out / "Modelfile"
-    path.write_text(modelfile_text(template, SpecialTokens.from_tokenizer(tokenizer), source), encoding="utf-8")
+    path.write_text(modelfile_text(template, SpecialTokens.from_tokenizer(tokenizer), source, bos_added), encoding="utf-8")
     logger.info("wrote the Ollama Modelfile %s (template '%s')", path, template.name)
     return path
