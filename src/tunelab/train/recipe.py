@@ -82,12 +82,11 @@ def _run_training(config: Config, interrupt: Any) -> TrainingRun:
     from tunelab.model.quantization import quantization_config
     from tunelab.model.tuning import apply_tuning
     from tunelab.train.data_prep import prepare_data
-    from tunelab.train.run.final_save import save_final_model
+    from tunelab.train.run.atomic_publish import save_final_model
     from tunelab.train.run.guards import NonFiniteGuard
     from tunelab.train.run.interrupt import SAVING, TRAINING, stopped
     from tunelab.train.run.outputs import write_resolved_config
-    from tunelab.train.run.resume import resolve_resume
-    from tunelab.train.run.run_identity import check_same_run, run_record
+    from tunelab.train.run.resume import check_same_run, resolve_resume, run_record
     from tunelab.train.run.trainer_log import TrainerLogCallback
     from tunelab.train.stages import room_of
 

@@ -3,7 +3,7 @@
 It adds what the stages share: an exact count of non-padding tokens seen (packed rows make the
 stock counter wrong), LoRA+ learning rates, the tokenizer saved with its chat template, and
 checkpoints that are atomic, listed in a manifest and stamped with the run's configuration and data
-(run/run_identity.py), so that resuming can check them.
+(run/resume.py), so that resuming can check them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class TunelabTrainer(Seq2SeqTrainer):
         self.config = config  # the resolved tunelab Config: stages read their own keys from it
         self.loraplus_lr_ratio = config.finetuning.loraplus_lr_ratio if config is not None else None
         self.loraplus_lr_embedding = config.finetuning.loraplus_lr_embedding if config is not None else 1e-6
-        self.run_record: dict[str, Any] | None = None  # written into every checkpoint (run/run_identity.py)
+        self.run_record: dict[str, Any] | None = None  # written into every checkpoint (run/resume.py)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         """Write the checkpoint into a staging folder, then rename it into place (see run/atomic_publish.py).
@@ -41,7 +41,7 @@ class TunelabTrainer(Seq2SeqTrainer):
         without them was not finished. Any writer's disk-full error (not only OSError) is one message."""
         from transformers.trainer import rotate_checkpoints
 
-        from tunelab.train.run.run_identity import write_run_record
+        from tunelab.train.run.resume import write_run_record
         from tunelab.utils.publish import is_disk_full, write_manifest
 
         run_dir = self._get_output_dir(trial=trial)
