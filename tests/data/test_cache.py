@@ -109,3 +109,23 @@ def test_streaming_encodes_lazily(setup):
     splits, calls = run(streaming=True, buffer_size=4)
     assert calls == 0
     assert len(list(splits.train)) == 12
+
+
+def test_a_cache_entry_edited_after_it_was_written_is_rebuilt(tmp_path, caplog):
+    """A valid but changed Arrow file (rows edited by hand, another run's entry copied in) is not the data's."""
+    import logging
+
+    from datasets import Dataset
+
+    from tunelab.data.cache import TokenizedCache
+
+    cache = TokenizedCache(tmp_path / "cache")
+    cache.save("k", {"train": Dataset.from_dict({"input_ids": [[1, 2, 3]]})}, {"why": "test"})
+    assert cache.load("k")["train"][0]["input_ids"] == [1, 2, 3]
+    Dataset.from_dict({"input_ids": [[9, 9, 9]]}).save_to_disk(str(tmp_path / "edited"))
+    for file in (tmp_path / "edited").iterdir():
+        (cache.path("k") / "train" / file.name).write_bytes(file.read_bytes())
+    with caplog.at_level(logging.WARNING, logger="tunelab.data"):
+        assert cache.load("k") is None
+    assert "changed after it was written" in caplog.text and "rebuilding it" in caplog.text
+    assert not cache.path("k").exists()

@@ -125,6 +125,14 @@ class TokenizedCache:
             return None
         from datasets import load_from_disk
 
+        from tunelab.utils.publish import folder_problems
+
+        changed = folder_problems(folder, hashes=True)  # an entry edited after it was written is not the data's
+        if changed:
+            logger.warning("tokenized cache %s is damaged: it changed after it was written (%s); rebuilding it",
+                           folder, "; ".join(changed[:3]))
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
         try:
             splits = json.loads(meta.read_text(encoding="utf-8"))["splits"]
             loaded = {name: load_from_disk(str(folder / name)) for name in splits}
@@ -142,7 +150,7 @@ class TokenizedCache:
     def save(self, key: str, splits: Mapping[str, Any], description: Mapping[str, Any]) -> None:
         """Write to a temporary folder and rename it, so a crash never leaves a half cache behind."""
         from tunelab.errors import UserError
-        from tunelab.utils.publish import is_disk_full
+        from tunelab.utils.publish import is_disk_full, write_manifest
 
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}-"))
@@ -151,6 +159,7 @@ class TokenizedCache:
                 dataset.save_to_disk(str(staging / name))
             (staging / META).write_text(json.dumps({"splits": list(splits), "key": dict(description)}, indent=2,
                                                    default=str))
+            write_manifest(staging, "tokenized cache")  # every file's size and sha256: `load` checks them
         except Exception as error:
             shutil.rmtree(staging, ignore_errors=True)
             if is_disk_full(error):  # datasets / pyarrow wrap ENOSPC in their own exception types
