@@ -159,3 +159,17 @@ def test_the_top_bar_trust_remote_code_reaches_every_job_only_when_ticked(job) -
     assert "trust_remote_code" not in build_config(job, {**values, "trust_remote_code": False})
     fields, _ = config_to_fields(job, {"trust_remote_code": True})
     assert fields["trust_remote_code"] is True
+
+
+def test_the_board_reads_configs_with_the_bounded_reader(tmp_path) -> None:
+    """A billion-laughs document in the extra-keys box or a loaded file is one message, not 6 GB of memory."""
+    from tunelab.webui.yaml_config import parse_extra, read_yaml
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+    with pytest.raises(UserError, match="alias"):
+        parse_extra(bomb)
+    (tmp_path / "bomb.yaml").write_text(bomb)
+    with pytest.raises(UserError, match="alias"):
+        read_yaml(tmp_path / "bomb.yaml")

@@ -29,10 +29,9 @@ def parse_extra(extra_yaml: str | None) -> dict[str, Any]:
     """The "extra keys" box: a YAML mapping added last, so it can set any key the fields do not have."""
     if not extra_yaml or not extra_yaml.strip():
         return {}
-    try:
-        extra = yaml.safe_load(extra_yaml)
-    except yaml.YAMLError as error:
-        raise UserError(f"extra keys: not valid YAML: {error}") from None
+    from tunelab.config.config_file import load_yaml
+
+    extra = load_yaml(Path("extra keys"), extra_yaml)  # bounded aliases, huge numbers: one message, as in files
     if extra is None:
         return {}
     if not isinstance(extra, dict):
@@ -69,13 +68,10 @@ def write_yaml(config: Mapping[str, Any], path: Path) -> Path:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a YAML mapping of config keys")
-    return data
+    """A config file for "Load config", read as `tunelab train` reads it (UTF-8, bounded aliases, one message)."""
+    from tunelab.config.config_file import read_config_file
+
+    return read_config_file(Path(path))
 
 
 def check_config(job: str, config: Mapping[str, Any], scratch_dir: Path) -> None:
