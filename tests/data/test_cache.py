@@ -129,3 +129,20 @@ def test_a_cache_entry_edited_after_it_was_written_is_rebuilt(tmp_path, caplog):
         assert cache.load("k") is None
     assert "changed after it was written" in caplog.text and "rebuilding it" in caplog.text
     assert not cache.path("k").exists()
+
+
+def test_a_stale_tokenized_path_is_refused_naming_what_changed(setup, tmp_path):
+    """The data changed after tokenized_path was written: LLaMA-Factory reuses it silently; tunelab stops."""
+    from tunelab.errors import UserError
+
+    run, data_dir = setup
+    path = tmp_path / "tok"
+    run(tokenized_path=str(path))
+    assert (path / "tunelab_tokenized.json").is_file()
+    (data_dir / "d.json").write_text(json.dumps(ROWS[:6]))
+    with pytest.raises(UserError, match="was made from other inputs: the data sets .* changed.*overwrite_cache: true"):
+        run(tokenized_path=str(path))
+    splits, calls = run(tokenized_path=str(path), overwrite_cache=True)  # tokenized again, on request
+    assert calls == 6 and len(splits.train) == 6
+    again, calls = run(tokenized_path=str(path))
+    assert calls == 0 and len(again.train) == 6

@@ -7,7 +7,10 @@ engine); this module wires them to the cache, `tokenized_path` and streaming.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,23 +86,28 @@ def build_dataset(
     """
     from datasets import DatasetDict, load_from_disk
 
-    if data_args.tokenized_path and Path(data_args.tokenized_path).exists():
-        loaded = load_from_disk(data_args.tokenized_path)
-        logger.info("loaded tokenized data from tokenized_path %s; data set options are ignored", data_args.tokenized_path)
+    def describe() -> dict[str, Any]:
+        return {
+            "tunelab": __import__("tunelab").__version__,
+            "stage": stage,
+            "seed": seed,
+            "options": {k: v for k, v in dataclasses.asdict(data_args).items() if k not in NOT_IN_KEY},
+            "data": _data_fingerprint(data_args),
+            "tokenizer": tokenizer_fingerprint(tokenizer),
+            "encoder": encode_id,
+        }
+
+    tokenized = Path(data_args.tokenized_path) if data_args.tokenized_path else None
+    if tokenized is not None and tokenized.exists() and not data_args.overwrite_cache:
+        _refuse_stale_tokenized_path(tokenized, describe)
+        loaded = load_from_disk(str(tokenized))
+        logger.info("loaded tokenized data from tokenized_path %s; data set options are ignored", tokenized)
         return _as_tokenized(dict(loaded) if isinstance(loaded, DatasetDict) else {"train": loaded})
 
     if data_args.streaming:
         return _streaming(data_args, stage, encode, seed)
 
-    description = {
-        "tunelab": __import__("tunelab").__version__,
-        "stage": stage,
-        "seed": seed,
-        "options": {k: v for k, v in dataclasses.asdict(data_args).items() if k not in NOT_IN_KEY},
-        "data": _data_fingerprint(data_args),
-        "tokenizer": tokenizer_fingerprint(tokenizer),
-        "encoder": encode_id,
-    }
+    description = describe()
     key = cache_key(description)
 
     def build() -> dict[str, Any]:
@@ -114,10 +122,52 @@ def build_dataset(
     splits = TokenizedCache(Path(cache_dir) if cache_dir else None).get_or_build(
         key, build, description, overwrite=data_args.overwrite_cache
     )
-    if data_args.tokenized_path:
-        DatasetDict(splits).save_to_disk(data_args.tokenized_path)
-        logger.info("saved tokenized data to tokenized_path %s", data_args.tokenized_path)
+    if tokenized is not None:
+        if tokenized.exists():  # overwrite_cache: the data is tokenized again on purpose
+            shutil.rmtree(tokenized)
+        DatasetDict(splits).save_to_disk(str(tokenized))
+        (tokenized / TOKENIZED_RECORD).write_text(json.dumps(_what_decides(description), default=str, indent=1))
+        logger.info("saved tokenized data to tokenized_path %s", tokenized)
     return _as_tokenized(splits)
+
+
+TOKENIZED_RECORD = "tunelab_tokenized.json"  # what a tokenized_path was made from
+
+
+def _what_decides(description: dict[str, Any]) -> dict[str, Any]:
+    """The parts of the cache description that decide the tokens (not tunelab's version or worker counts)."""
+    return {key: description[key] for key in ("data", "tokenizer", "encoder", "stage")}
+
+
+def _refuse_stale_tokenized_path(tokenized: Path, describe: Callable[[], dict[str, Any]]) -> None:
+    """A tokenized_path made from other data, another tokenizer or template is not reused without a word.
+
+    LLaMA-Factory reuses whatever the folder holds. Here the folder records what it was made from; when
+    the data sets it names can still be read and something differs, the run stops naming it. A folder
+    from another tool (no record), or one whose data is not on this machine, is used as it is, with a
+    line saying it could not be checked.
+    """
+    from tunelab.errors import UserError
+
+    record_file = tokenized / TOKENIZED_RECORD
+    if not record_file.is_file():
+        logger.info("tokenized_path %s has no %s (another tool wrote it): it is used as it is, unchecked",
+                    tokenized, TOKENIZED_RECORD)
+        return
+    try:
+        recorded = json.loads(record_file.read_text(encoding="utf-8"))
+        now = json.loads(json.dumps(_what_decides(describe()), default=str))
+    except (UserError, OSError, ValueError) as error:
+        logger.info("tokenized_path %s: the data it was made from cannot be read here (%s); it is used as it is",
+                    tokenized, str(error).splitlines()[0][:200])
+        return
+    changed = [what for what in ("data", "tokenizer", "encoder", "stage") if recorded.get(what) != now[what]]
+    if changed:
+        names = {"data": "the data sets (a file or dataset_info entry)", "tokenizer": "the tokenizer",
+                 "encoder": "the template or encoding options", "stage": "the stage"}
+        raise UserError(f"tokenized_path {tokenized} was made from other inputs: {', '.join(names[c] for c in changed)} "
+                        "changed since. Set overwrite_cache: true to tokenize again into it, or delete the folder; to "
+                        "train on it as it is anyway, delete its tunelab_tokenized.json.")
 
 
 def _streaming(data_args: DataArguments, stage: str, encode: EncodeFn, seed: int) -> TokenizedSplits:
