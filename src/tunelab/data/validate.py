@@ -85,6 +85,12 @@ class OversizedInt:
         return f"OversizedInt({self.digits} digits)"
 
 
+class DuplicateKeys(dict):  # type: ignore[type-arg]
+    """A JSON object that named a key twice: Python keeps the last value, so the reader marks it for the row check."""
+
+    duplicates: tuple[str, ...] = ()
+
+
 def _field_name(path: tuple[str | int, ...]) -> str:
     """`conversations[1].value` from ("conversations", 1, "value"); odd characters escaped so it prints."""
     text = ""
@@ -108,7 +114,8 @@ def hostile_value(file: str, row: int, data: dict[str, Any]) -> Problem | None:
     """The first value of a parsed row that later steps could not handle, or None.
 
     Nesting deeper than `MAX_NESTING` (walking or hashing it would overflow the stack), an integer
-    longer than `MAX_INT_DIGITS` (an `OversizedInt`) and a lone surrogate in a key or a string (it passes
+    longer than `MAX_INT_DIGITS` (an `OversizedInt`), a key written twice in one object (`DuplicateKeys`:
+    one of the values would vanish) and a lone surrogate in a key or a string (it passes
     every check, then crashes tokenizing or writing the row as UTF-8). The walk is iterative and
     stops at the depth limit, so it is bounded by the row's size.
     """
@@ -124,6 +131,10 @@ def hostile_value(file: str, row: int, data: dict[str, Any]) -> Problem | None:
         elif isinstance(value, (dict, list)):
             if len(path) >= MAX_NESTING:
                 return Problem(file, row, _field_name(path[:1]), f"JSON nested deeper than {MAX_NESTING} levels")
+            if isinstance(value, DuplicateKeys):
+                keys = ", ".join(repr(k) for k in value.duplicates)
+                return Problem(file, row, _field_name(path) or "row", f"the key {keys} appears twice in one JSON object; only "
+                               "the last value would be kept: remove or rename the other")
             if isinstance(value, dict):
                 for key in value:
                     reason = _surrogate_reason(key) if isinstance(key, str) else None
