@@ -60,7 +60,7 @@ def test_user_reward_function_from_a_file_and_a_module(tmp_path):
 
 @pytest.mark.parametrize(("extra", "message"), [
     ({"reward_funcs": ""}, "needs something to score completions"),
-    ({"num_generations": 1}, "num_generations must be at least 2"),
+    ({"num_generations": 1}, "num_generations: 1 is out of range; it must be an integer >= 2"),  # config/ranges.py
     ({"reward_funcs": "bleu"}, "built-ins: exact_match, format:<tag>"),
     ({"reward_funcs": "no_such_module_xyz:f"}, "cannot import module 'no_such_module_xyz'"),
     ({"reward_funcs": "json:no_function"}, "json has no function 'no_function'"),

@@ -142,7 +142,7 @@ def test_ppo_runs_reuses_rollouts_and_saves_policy_with_value_head(tmp_path):
 
 @pytest.mark.parametrize(("extra", "message"), [
     ({"reward_model": ""}, "stage: ppo needs reward_model"),
-    ({"ppo_epochs": 0}, "ppo_epochs must be at least 1"),
+    ({"ppo_epochs": 0}, "ppo_epochs: 0 is out of range; it must be an integer >= 1"),
     ({"reward_model_type": "api"}, "reward_model_type: api needs reward_model to be a URL"),
 ])
 def test_bad_ppo_configs_exit_2(tmp_path, capsys, extra, message):
