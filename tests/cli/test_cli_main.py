@@ -6,41 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from seed_configs import SEED_000_TRAIN
 from tunelab.cli.main import SUBCOMMANDS, main
-
-SEED_000_YAML = """\
-cutoff_len: 1024
-dataset: fintech,identity
-dataset_dir: data
-do_train: true
-finetuning_type: lora
-flash_attn: auto
-fp16: true
-gradient_accumulation_steps: 8
-learning_rate: 0.0002
-logging_steps: 5
-lora_alpha: 16
-lora_dropout: 0
-lora_rank: 8
-lora_target: q_proj,v_proj
-lr_scheduler_type: cosine
-max_grad_norm: 1.0
-max_samples: 1000
-model_name_or_path: {model}
-num_train_epochs: 10.0
-optim: adamw_torch
-output_dir: saves/LLaMA3-8B-Chinese-Chat/lora/train_2024-05-25-20-27-47
-packing: false
-per_device_train_batch_size: 2
-plot_loss: true
-preprocessing_num_workers: 16
-report_to: none
-save_steps: 100
-stage: sft
-template: llama3
-use_unsloth: true
-warmup_steps: 0
-"""
 
 # Seed 001's command line, word for word after `llamafactory-cli train`, model path swapped.
 SEED_001_FLAGS = (
@@ -136,7 +103,7 @@ def test_check_seed_000_yaml_shows_the_anchor_values(tmp_path, capsys, monkeypat
     monkeypatch.setattr(hardware, "cuda_available", lambda: False)
     seed_000_data_dir(tmp_path)
     cfg = tmp_path / "train_llama3_lora_sft.yaml"
-    cfg.write_text(SEED_000_YAML.format(model=tmp_path / "model"))
+    cfg.write_text(SEED_000_TRAIN.format(fp16="true", model=tmp_path / "model"))
     assert main(["check", str(cfg)]) == 2
     captured = capsys.readouterr()
     out = captured.out

@@ -27,44 +27,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: seed_configs, when run as a script
+from seed_configs import SEED_000_TRAIN, SEED_001_MERGE  # noqa: E402
+
 CASE_SECONDS = 10.0  # one check reads a tiny data set; far more than this is a hang
 MAX_OUTPUT = 200_000  # characters a check may print (a billion-laughs document once printed 2 GB)
 
 # Seed 000's config (tutorial 000, "使用 LLaMA-Factory 微调 LLaMA3"), model path swapped for a missing one:
 # --portable does not look at the model.
-SEED_000 = """\
-cutoff_len: 1024
-dataset: fintech,identity
-dataset_dir: data
-do_train: true
-finetuning_type: lora
-flash_attn: auto
-fp16: true
-gradient_accumulation_steps: 8
-learning_rate: 0.0002
-logging_steps: 5
-lora_alpha: 16
-lora_dropout: 0
-lora_rank: 8
-lora_target: q_proj,v_proj
-lr_scheduler_type: cosine
-max_grad_norm: 1.0
-max_samples: 1000
-model_name_or_path: /nonexistent/Llama3-8B-Chinese-Chat
-num_train_epochs: 10.0
-optim: adamw_torch
-output_dir: saves/LLaMA3-8B-Chinese-Chat/lora/train
-packing: false
-per_device_train_batch_size: 2
-plot_loss: true
-preprocessing_num_workers: 16
-report_to: none
-save_steps: 100
-stage: sft
-template: llama3
-use_unsloth: true
-warmup_steps: 0
-"""
+SEED_000 = SEED_000_TRAIN.format(fp16="true", model="/nonexistent/Llama3-8B-Chinese-Chat")
 # Seed 001's training command line (tutorial 001, TeleChat2) written as YAML, and its merge config.
 SEED_001_TRAIN = """\
 stage: sft
@@ -98,20 +69,6 @@ lora_rank: 8
 lora_alpha: 16
 lora_dropout: 0
 lora_target: all
-"""
-SEED_001_MERGE = """\
-### Note: DO NOT use quantized model or quantization_bit when merging lora adapters
-### model
-model_name_or_path: ./telechat_7B
-adapter_name_or_path: saves/telechat_7B_lora
-template: telechat
-finetuning_type: lora
-
-### export
-export_dir: models/telechat_7B_lora
-export_size: 2
-export_device: cpu
-export_legacy_format: false
 """
 SEEDS: dict[str, str] = {"seed000": SEED_000, "seed001_train": SEED_001_TRAIN, "seed001_merge": SEED_001_MERGE}
 

@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from _runkit import train_in_process
 
-from tunelab.config.parser import parse_config
 from tunelab.errors import UserError
-from tunelab.train.recipe import run_training
 from tunelab.train.trainers.base import TunelabTrainer
 from tunelab.utils.publish import check_folder
 
@@ -25,12 +24,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
 def train(model: Path, out: Path, **extra: object):
-    values = {"model_name_or_path": model, "stage": "sft", "do_train": True, "template": "qwen", "dataset": "identity",
-              "max_samples": 8, "cutoff_len": 48, "per_device_train_batch_size": 2, "learning_rate": 5e-3,
-              "finetuning_type": "full", "max_steps": 2, "logging_steps": 1, "save_steps": 100, "report_to": "none",
-              "output_dir": out, "seed": 3, "plot_loss": False}
-    values.update(extra)
-    return run_training(parse_config([f"--{k}={v}" for k, v in values.items()]))
+    return train_in_process(model, out, save_steps=100, **extra)
 
 
 def sigterm_self() -> None:

@@ -8,44 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from seed_configs import SEED_000_TRAIN  # noqa: F401 - re-exported for the tutorial tests
 from tunelab.cli.main import main
 
 LLAMA3_TOKENS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
 
-# Seed 000 (cust/train_llama3_lora_sft.yaml), word for word but the model path; fp16: false is the CPU change.
-SEED_000_TRAIN = """\
-cutoff_len: 1024
-dataset: fintech,identity
-dataset_dir: data
-do_train: true
-finetuning_type: lora
-flash_attn: auto
-fp16: {fp16}
-gradient_accumulation_steps: 8
-learning_rate: 0.0002
-logging_steps: 5
-lora_alpha: 16
-lora_dropout: 0
-lora_rank: 8
-lora_target: q_proj,v_proj
-lr_scheduler_type: cosine
-max_grad_norm: 1.0
-max_samples: 1000
-model_name_or_path: {model}
-num_train_epochs: 10.0
-optim: adamw_torch
-output_dir: saves/LLaMA3-8B-Chinese-Chat/lora/train_2024-05-25-20-27-47
-packing: false
-per_device_train_batch_size: 2
-plot_loss: true
-preprocessing_num_workers: 16
-report_to: none
-save_steps: 100
-stage: sft
-template: llama3
-use_unsloth: true
-warmup_steps: 0
-"""
 
 # Seed 000's cust/merge_llama3_lora_sft.yaml (echonoshy/cgft-llm), paths pointed at the test's folders; note the
 # older anchor's `export_device: cuda` and the empty `export_legacy_format:`.

@@ -28,6 +28,7 @@ import torch
 from _seedkit import run, wait_for_job
 
 import tunelab.config.hardware as hardware
+from seed_configs import SEED_001_INFERENCE, SEED_001_MERGE
 from tunelab.data.dataset_info import bundled_data_dir
 from tunelab.testing import legacy_fixture_path
 
@@ -372,25 +373,6 @@ def test_original_layout_export_matches_the_checkpoint_layout_and_reloads(at, ca
     assert torch.allclose(own_code, reference, atol=1e-4), (own_code - reference).abs().max()
 
 
-# seed 001's own inference and merge files (model and adapter paths as the tutorial writes them)
-SEED_001_INFERENCE = """model_name_or_path: ./telechat_7B
-adapter_name_or_path: saves/telechat_7B_lora
-template: telechat
-infer_backend: huggingface  # choices: [huggingface, vllm]
-"""
-SEED_001_MERGE = """### Note: DO NOT use quantized model or quantization_bit when merging lora adapters
-### model
-model_name_or_path: ./telechat_7B
-adapter_name_or_path: saves/telechat_7B_lora
-template: telechat
-finetuning_type: lora
-
-### export
-export_dir: models/telechat_7B_lora
-export_size: 2
-export_device: cpu
-export_legacy_format: false
-"""
 
 
 def test_seed_001_inference_and_merge_files_word_for_word(at, capsys, monkeypatch):

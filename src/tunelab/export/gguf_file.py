@@ -215,6 +215,22 @@ def _add_tokenizer(writer: Any, folder: Path, vocab_size: int, template: Templat
         writer.add_chat_template(template if isinstance(template, str) else template.get("default", ""))
 
 
+def require_architecture(model_type: str, note: str = "") -> None:
+    """Refuse an architecture the writer has no tensor map for."""
+    if model_type not in ARCHITECTURES:
+        raise UserError(f"GGUF: architecture '{model_type}' is not supported; tunelab writes GGUF for "
+                        f"{', '.join(ARCHITECTURES)}. Use llama.cpp's convert_hf_to_gguf.py for others{note}.")
+
+
+def require_supported(folder: Path, note: str = "") -> None:
+    """What `write_gguf` would refuse, read from a model folder's config.json and tokenizer.json alone,
+    so `--gguf` can be refused before any weight loads."""
+    if (folder / "config.json").is_file():
+        require_architecture(_read_json(folder / "config.json").get("model_type", ""), note)
+    if (folder / "tokenizer.json").is_file():
+        pre_tokenizer_name(_read_json(folder / "tokenizer.json"))
+
+
 def write_gguf(folder: Path, out_file: Path, file_type: str = "f16", template: Template | None = None) -> Path:
     """Write `out_file` from the exported HF folder; return its path. `template` (the one trained with) decides,
     with the tokenizer, whether llama.cpp adds bos (`add_bos_token`)."""
@@ -224,9 +240,7 @@ def write_gguf(folder: Path, out_file: Path, file_type: str = "f16", template: T
 
     config = _read_json(folder / "config.json")
     model_type = config.get("model_type", "")
-    if model_type not in ARCHITECTURES:
-        raise UserError(f"GGUF: architecture '{model_type}' is not supported; tunelab writes GGUF for "
-                        f"{', '.join(ARCHITECTURES)}. Use llama.cpp's convert_hf_to_gguf.py for others.")
+    require_architecture(model_type)
     arch = getattr(gguf.MODEL_ARCH, ARCHITECTURES[model_type])
     blocks = int(config["num_hidden_layers"])
     names = gguf.get_tensor_name_map(arch, blocks)

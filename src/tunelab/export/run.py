@@ -104,22 +104,11 @@ def _refuse_occupied(out: Path) -> None:
 
 def _check_gguf_supported(config: Config) -> None:
     """`--gguf` is refused before any weight is loaded when the architecture or tokenizer cannot be written."""
-    import json
-
-    from tunelab.export.gguf_file import ARCHITECTURES, pre_tokenizer_name
+    from tunelab.export.gguf_file import require_supported
     from tunelab.model.load import resolve_model_path
 
     folder = Path(resolve_model_path(config.model.model_name_or_path, weights=False))
-    config_file = folder / "config.json"
-    if config_file.is_file():
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-        if model_type not in ARCHITECTURES:
-            raise UserError(f"--gguf: architecture '{model_type}' is not supported; tunelab writes GGUF for "
-                            f"{', '.join(ARCHITECTURES)}. Use llama.cpp's convert_hf_to_gguf.py on the export for others "
-                            "(nothing was written).")
-    tokenizer_file = folder / "tokenizer.json"
-    if tokenizer_file.is_file():
-        pre_tokenizer_name(json.loads(tokenizer_file.read_text(encoding="utf-8")))
+    require_supported(folder, note=" on the export (nothing was written)")
 
 
 def resolve_template(config: Config, tokenizer: Any) -> Template | None:

@@ -119,9 +119,14 @@ def check_folder(folder: Path, what: str, *, hashes: bool = False) -> bool:
     return (folder / MANIFEST_NAME).is_file()
 
 
+def staging_path(final: Path) -> Path:
+    """Where `final` is staged: beside it (same disk: the publishing rename is atomic); every rank agrees."""
+    return final.parent / f".{final.name}{_STAGING_SUFFIX}"
+
+
 def staging_for(final: Path) -> Path:
-    """A fresh staging folder beside `final` (same disk: the publishing rename is atomic)."""
-    staging = final.parent / f".{final.name}{_STAGING_SUFFIX}"
+    """A fresh staging folder at `staging_path(final)`."""
+    staging = staging_path(final)
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
@@ -151,7 +156,7 @@ def recover(final: Path, *, keep_nested_manifests: bool = False) -> None:
         elif not final.exists():
             os.replace(old, final)
             logger.warning("restored %s: an interrupted run had moved it aside", final)
-    staging = final.parent / f".{final.name}{_STAGING_SUFFIX}"
+    staging = staging_path(final)
     if staging.is_dir():
         logger.warning("removing %s, left half-written by an interrupted run", staging)
         shutil.rmtree(staging)
@@ -187,10 +192,11 @@ def publish(staging: Path, final: Path, *, keep_nested_manifests: bool = False) 
         os.replace(staging, final)
         _carry_foreign(old, final, keep_nested_manifests=keep_nested_manifests)
         shutil.rmtree(old)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (best effort: some file systems refuse to fsync a folder)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -162,8 +162,10 @@ def _prompt_segments(text: str, start: int, end: int, turn: int, pending: list[s
     return max(position, end)
 
 
-def auto_template(tokenizer: Any, named: Sequence[str] = ()) -> AutoTemplate:
-    """The auto template of `tokenizer`; a UserError lists the named templates when it has no jinja."""
+def auto_template(tokenizer: Any, named: Sequence[str] = (), *, announce: bool = True) -> AutoTemplate:
+    """The auto template of `tokenizer`; a UserError lists the named templates when it has no jinja.
+
+    `announce=False`: built only as a reference (the drift guard), so "using ... (template: auto)" is not logged."""
     from tunelab.errors import UserError
 
     jinja = getattr(tokenizer, "chat_template", None)
@@ -185,5 +187,7 @@ def auto_template(tokenizer: Any, named: Sequence[str] = ()) -> AutoTemplate:
         jinja=jinja,
         special=tuple(sorted(special_tokens_map(tokenizer).items())),
     )
-    logger.info("template: using the tokenizer's own chat template (template: auto) of %s", getattr(tokenizer, "name_or_path", "?"))
+    if announce:
+        logger.info("template: using the tokenizer's own chat template (template: auto) of %s",
+                    getattr(tokenizer, "name_or_path", "?"))
     return template

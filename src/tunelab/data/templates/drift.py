@@ -13,8 +13,6 @@ This module only compares and words the warning; `tunelab template check` prints
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -250,25 +248,8 @@ def _ids(tokenizer: Any, text: str) -> tuple[int, ...]:
     return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-class _DropAutoAnnouncement(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "(template: auto)" not in record.getMessage()
-
-
-@contextmanager
-def _quiet_auto_announcement() -> Iterator[None]:
-    """`auto_template` announces "using ... (template: auto)"; here it is only the reference, not the template used."""
-    quiet = _DropAutoAnnouncement()
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
-
-
 def _own_template(tokenizer: Any) -> Template:
     """The tokenizer's own jinja as a template, built exactly as `template: auto` builds it."""
     from tunelab.data.templates.auto import auto_template
 
-    with _quiet_auto_announcement():
-        return auto_template(tokenizer)
+    return auto_template(tokenizer, announce=False)

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import UserError
+from tunelab.utils.publish import fsync_dir, is_disk_full, staging_for, staging_path, write_manifest
+from tunelab.utils.publish import publish as publish_folder
 
 logger = logging.getLogger("tunelab.train")
 
@@ -29,25 +31,12 @@ def staging_root(run_dir: str | os.PathLike[str]) -> Path:
     return Path(run_dir) / STAGING_DIR
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def publish(staged: Path, final: Path) -> None:
     """Move a completely written checkpoint into place with one rename."""
     if final.exists():
         shutil.rmtree(final)  # the same step saved again (e.g. a run restarted with overwrite_output_dir)
     os.replace(staged, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def discard_staging(run_dir: str | os.PathLike[str]) -> list[Path]:
@@ -65,8 +54,6 @@ def discard_staging(run_dir: str | os.PathLike[str]) -> list[Path]:
 def save_failed(step: int, error: BaseException, previous: str | None) -> UserError:
     """One message for a checkpoint that could not be written: an OSError, or any writer's disk-full error
     (safetensors, torch and tokenizers raise their own types with the ENOSPC text inside)."""
-    from tunelab.utils.publish import is_disk_full
-
     kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
     if is_disk_full(error):
         reason = "No space left on device (the disk is full)"
@@ -78,20 +65,14 @@ def save_failed(step: int, error: BaseException, previous: str | None) -> UserEr
                      "with resume_from_checkpoint: true.")
 
 
-def _staging_path(final: Path) -> Path:
-    """The folder `publish.staging_for` creates (every rank computes the same path, rank 0 creates it)."""
-    return final.parent / f".{final.name}.tunelab-staging"
-
-
 def save_final_model(trainer: Any, model: Any, tokenizer: Any, template: Any, output_dir: str,
                      pissa_init_dir: Path | None) -> None:
     """Save weights (or adapter) and tokenizer atomically into output_dir; one message on a full disk."""
     from tunelab.train.run.outputs import save_tokenizer
-    from tunelab.utils.publish import is_disk_full, publish, staging_for, write_manifest
 
     final = Path(output_dir)
     args = trainer.args
-    staging = _staging_path(final)
+    staging = staging_path(final)  # every rank computes it; rank 0 creates it
     try:
         if args.should_save:
             staging = staging_for(final)
@@ -108,7 +89,7 @@ def save_final_model(trainer: Any, model: Any, tokenizer: Any, template: Any, ou
         if args.should_save:
             save_tokenizer(tokenizer, template, str(staging))
             write_manifest(staging, "model")
-            publish(staging, final, keep_nested_manifests=True)
+            publish_folder(staging, final, keep_nested_manifests=True)
     except Exception as error:
         if not (isinstance(error, OSError) or is_disk_full(error)):
             raise
@@ -119,8 +100,6 @@ def save_final_model(trainer: Any, model: Any, tokenizer: Any, template: Any, ou
 
 
 def final_save_failed(error: BaseException, final: Path, step: int) -> UserError:
-    from tunelab.utils.publish import is_disk_full
-
     reason = ("No space left on device (the disk is full)" if is_disk_full(error)
               else getattr(error, "strerror", None) or str(error) or type(error).__name__)
     found = sorted((p for p in final.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
