@@ -53,6 +53,10 @@ PACKAGES: tuple[OptionalPackage, ...] = (
     OptionalPackage("sse-starlette", "sse_starlette", "api"),
     OptionalPackage("lm-eval", "lm_eval", "eval-harness"),
     OptionalPackage("modelscope", "modelscope"),
+    OptionalPackage("av", "av"),  # video files (frames given as pictures need nothing)
+    OptionalPackage("soundfile", "soundfile"),  # audio other than WAV
+    # torchvision must match torch's build exactly, so no extra can pin it
+    OptionalPackage("torchvision", "torchvision", command="pip install torchvision (the release built for your torch)"),
 )
 BY_NAME: dict[str, OptionalPackage] = {p.pip: p for p in PACKAGES} | {p.module: p for p in PACKAGES}
 

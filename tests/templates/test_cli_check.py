@@ -64,5 +64,5 @@ def test_list_shows_what_each_template_is_checked_against(capsys) -> None:
     assert "anchor (LLaMA-Factory format)" in lines["alpaca"]
     assert "tunelab (own format)" in lines["default"]
     multimodal = next(t for t in list_templates() if t.modalities)
-    assert f"multimodal ({', '.join(multimodal.modalities)}): text part only until multimodal fine-tuning lands" in lines[multimodal.name]
+    assert f"multimodal ({', '.join(multimodal.modalities)}): media train with a model of a family docs/multimodal.md lists" in lines[multimodal.name]
     assert "LLaMA-Factory's format, no official chat template" in lines["official:"]  # the legend

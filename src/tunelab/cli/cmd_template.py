@@ -109,7 +109,7 @@ def checked_against(template: Any) -> str:
 def multimodal_note(template: Any) -> str:
     if not template.modalities:
         return ""
-    return f" [multimodal ({', '.join(template.modalities)}): text part only until multimodal fine-tuning lands]"
+    return f" [multimodal ({', '.join(template.modalities)}): media train with a model of a family docs/multimodal.md lists]"
 
 
 def _load_tokenizer(model_name_or_path: str, trust_remote_code: bool) -> Any:

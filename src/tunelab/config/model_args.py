@@ -92,12 +92,32 @@ class ModelArguments:
     vllm_enforce_eager: bool = field(default=False, metadata={"help": "vLLM: disable CUDA graphs."})
     vllm_max_lora_rank: int = field(default=32, metadata={"help": "vLLM: largest LoRA rank to serve."})
     vllm_config: str | None = field(default=None, metadata={"help": "vLLM: extra engine arguments as JSON."})
-    image_max_pixels: int = field(default=768 * 768, metadata={"help": "Largest image size in pixels."})
-    image_min_pixels: int = field(default=32 * 32, metadata={"help": "Smallest image size in pixels."})
-    video_max_pixels: int = field(default=256 * 256, metadata={"help": "Largest video frame size in pixels."})
-    video_min_pixels: int = field(default=16 * 16, metadata={"help": "Smallest video frame size in pixels."})
-    video_fps: float = field(default=2.0, metadata={"help": "Frames sampled per second of video."})
-    video_maxlen: int = field(default=128, metadata={"help": "Most frames sampled from one video."})
+    image_max_pixels: int = field(
+        default=768 * 768,
+        metadata={"help": "The maximum number of pixels of image inputs: larger pictures are scaled down, aspect kept."},
+    )
+    image_min_pixels: int = field(
+        default=32 * 32,
+        metadata={"help": "The minimum number of pixels of image inputs: smaller pictures are scaled up, aspect kept."},
+    )
+    image_do_pan_and_scan: bool = field(
+        default=False, metadata={"help": "Use pan and scan to process images for Gemma 3 (extra crops of large pictures)."}
+    )
+    crop_to_patches: bool = field(
+        default=False, metadata={"help": "Whether to crop images to patches (tiles) for InternVL."}
+    )
+    video_max_pixels: int = field(
+        default=256 * 256, metadata={"help": "The maximum number of pixels of each video frame."}
+    )
+    video_min_pixels: int = field(default=16 * 16, metadata={"help": "The minimum number of pixels of each video frame."})
+    video_fps: float = field(default=2.0, metadata={"help": "The frames to sample per second of video inputs."})
+    video_maxlen: int = field(default=128, metadata={"help": "The maximum number of sampled frames of one video input."})
+    use_audio_in_video: bool = field(
+        default=False, metadata={"help": "Whether or not to use the audio track of video inputs (Qwen2.5-Omni)."}
+    )
+    audio_sampling_rate: int = field(
+        default=16000, metadata={"help": "The sampling rate of audio inputs: audio is resampled to it (Hz)."}
+    )
 
     def adapter_paths(self) -> list[str]:
         if not self.adapter_name_or_path:

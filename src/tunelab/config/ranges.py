@@ -115,6 +115,7 @@ RANGES: dict[str, Range] = {
     "video_min_pixels": _r(POSITIVE_INT, "256"),
     "video_fps": _r(POSITIVE_WEIGHT, "2.0"),
     "video_maxlen": _r(POSITIVE_INT, "128"),
+    "audio_sampling_rate": _r(POSITIVE_INT, "16000"),
     # data
     "cutoff_len": _r(POSITIVE_INT, "2048"),
     "max_samples": _r(POSITIVE_INT, "1000"),

@@ -68,7 +68,7 @@ def render_segments(
     return segments
 
 
-def _labels(tokens: Sequence[Token], *, train_on_prompt: bool, last_turn_only: bool) -> list[int]:
+def labels_of(tokens: Sequence[Token], *, train_on_prompt: bool, last_turn_only: bool) -> list[int]:
     if train_on_prompt:
         return [token.id for token in tokens]
     last = max((token.turn for token in tokens if token.response), default=-1)
@@ -96,7 +96,7 @@ def encode_supervised(
         tokenizer, template, messages, system=system, tools=tools, enable_thinking=enable_thinking
     )
     tokens = truncate(tokenize_segments(tokenizer, segments), cutoff_len, last_first=mask_history)
-    labels = _labels(tokens, train_on_prompt=train_on_prompt, last_turn_only=mask_history)
+    labels = labels_of(tokens, train_on_prompt=train_on_prompt, last_turn_only=mask_history)
     return {"input_ids": [t.id for t in tokens], "attention_mask": [1] * len(tokens), "labels": labels}
 
 
@@ -121,7 +121,7 @@ def encode_pairwise(
     longest = max(last_response_len(tokens) for tokens in pairs.values())
     for key, tokens in pairs.items():
         kept = truncate(tokens, options.cutoff_len, last_first=True, response_len=longest)
-        labels = _labels(kept, train_on_prompt=options.train_on_prompt, last_turn_only=True)
+        labels = labels_of(kept, train_on_prompt=options.train_on_prompt, last_turn_only=True)
         encoded[f"{key}_input_ids"] = [t.id for t in kept]
         encoded[f"{key}_attention_mask"] = [1] * len(kept)
         encoded[f"{key}_labels"] = labels

@@ -77,29 +77,7 @@ def convert_rows(rows: list[RawRow | Problem], ctx: ConvertContext) -> LoadedDat
         if example is not None and ck.ok:
             loaded.examples.append(example)
         loaded.problems.extend(ck.problems)
-    _refuse_media(loaded)
     return loaded
-
-
-def _refuse_media(loaded: LoadedDataset) -> None:
-    """Images, videos and audios are read and checked, but not trained on yet: stop rather than drop them.
-
-    Training the text alone would silently teach a model `<image>` as literal text with no picture
-    behind it (what LLaMA-Factory users see with a text template); one message says so and how to
-    train on the text deliberately.
-    """
-    with_media = [e for e in loaded.examples if e.images or e.videos or e.audios]
-    if not with_media:
-        return
-    first = with_media[0]
-    kinds = [k for k in ("images", "videos", "audios") if any(getattr(e, k) for e in with_media)]
-    where = f"{first.source.file}:{first.source.row}" if first.source else loaded.attr.name
-    raise UserError(
-        f"data set '{loaded.attr.name}': {len(with_media)} example(s) carry {' / '.join(kinds)} (first at {where}); "
-        "tunelab fine-tunes on text only for now (multimodal fine-tuning is not implemented yet), so the media would "
-        f"be dropped and markers such as <image> trained as plain text. To train on the text alone, remove "
-        f"{', '.join(repr(k) for k in kinds)} from the data set's `columns` in dataset_info.json."
-    )
 
 
 def load_dataset(

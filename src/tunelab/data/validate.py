@@ -12,7 +12,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
+from tunelab.data.media import data_url, is_remote, remote_reason
 from tunelab.errors import UserError
 
 MAX_LISTED = 20
@@ -176,27 +179,56 @@ class RowChecker:
             return None
         return value
 
-    def media(self, value: Any, field: str, media_dir: str | None) -> tuple[str, ...]:
-        """Media paths (one string or a list): each must exist under `media_dir` or as given."""
+    def media(self, value: Any, field: str, media_dir: str | None, *, kind: str = "images") -> tuple[Any, ...]:
+        """Media references of the column `kind` (one or a list), as the loaders take them: a path found
+        under `media_dir` or as given (the anchor's `_find_medias`), a `data:` URL kept as it is, bytes or
+        `{"bytes": ...}` turned into a data URL, `{"path": ...}` into its path; for videos also a folder of
+        frames, or a list of frame paths (kept as a tuple). Remote URLs are refused: nothing is downloaded."""
         if value is None or value == "" or value == []:
             return ()
         items = value if isinstance(value, (list, tuple)) else [value]
-        paths: list[str] = []
-        for i, item in enumerate(items):
-            if isinstance(item, dict) and isinstance(item.get("path"), str):
-                item = item["path"]
-            if not isinstance(item, str):
-                self.add(f"{field}[{i}]", f"expected a file path, got {type_name(item)}")
-                continue
-            if "://" in item or item.startswith("data:"):
-                paths.append(item)
-                continue
-            candidate = os.path.join(media_dir, item) if media_dir else item
-            if os.path.isfile(candidate):
-                paths.append(candidate)
-            elif os.path.isfile(item):
-                paths.append(item)
-            else:
-                where = f" (looked in {media_dir})" if media_dir else ""
-                self.add(f"{field}[{i}]", f"file not found: {item}{where}")
-        return tuple(paths)
+        refs = [self.media_item(item, f"{field}[{i}]", media_dir, kind) for i, item in enumerate(items)]
+        return tuple(ref for ref in refs if ref is not None)
+
+    def media_item(self, item: Any, field: str, media_dir: str | None, kind: str) -> Any:
+        """One media reference (see `media`), or None after recording why it cannot be used."""
+        if kind == "videos" and isinstance(item, (list, tuple)):
+            if not item:
+                self.add(field, "a video given as frames needs at least one frame")
+                return None
+            frames = [self._media_ref(frame, f"{field}[{j}]", media_dir, "images") for j, frame in enumerate(item)]
+            return tuple(frames) if all(frame is not None for frame in frames) else None
+        return self._media_ref(item, field, media_dir, kind)
+
+    def _media_ref(self, item: Any, field: str, media_dir: str | None, kind: str) -> str | None:
+        if isinstance(item, dict):
+            if isinstance(item.get("bytes"), (bytes, bytearray)):
+                return data_url(bytes(item["bytes"]), kind)
+            if not isinstance(item.get("path"), str):
+                self.add(field, 'expected {"path": <file>} or {"bytes": <the file\'s bytes>}, got an object with '
+                         f"keys {', '.join(map(repr, item)) or 'none'}")
+                return None
+            item = item["path"]
+        if isinstance(item, (bytes, bytearray)):
+            return data_url(bytes(item), kind)
+        if not isinstance(item, str) or not item:
+            what = "an empty path" if item == "" else type_name(item)
+            self.add(field, f"expected a file path, a data URL or bytes, got {what}")
+            return None
+        if item.startswith("data:"):
+            if "," not in item:
+                self.add(field, f"a data URL must look like data:<type>;base64,<data>, got {item[:40]!r}")
+                return None
+            return item
+        if is_remote(item):
+            self.add(field, remote_reason(item))
+            return None
+        if item.lower().startswith("file://"):
+            item = url2pathname(urlparse(item).path)
+        candidate = os.path.join(media_dir, item) if media_dir else item
+        for path in (candidate, item):
+            if os.path.isfile(path) or (kind == "videos" and os.path.isdir(path)):  # a folder of frames is a video
+                return path
+        where = f" (looked in {media_dir})" if media_dir else ""
+        self.add(field, f"file not found: {item}{where}")
+        return None

@@ -35,7 +35,7 @@ def resolve_model_path(name_or_path: str | None, *, weights: bool = True) -> str
     return resolve_native(name_or_path, weights=weights)
 
 
-def _hub_kwargs(args: ModelArguments) -> dict[str, Any]:
+def hub_kwargs(args: ModelArguments) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"trust_remote_code": args.trust_remote_code, "revision": args.model_revision}
     if args.cache_dir:
         kwargs["cache_dir"] = args.cache_dir
@@ -83,7 +83,7 @@ def load_tokenizer(args: ModelArguments, model_path: str | None = None) -> Any:
 
     path = model_path or resolve_model_path(args.model_name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=args.use_fast_tokenizer, **_hub_kwargs(args))
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=args.use_fast_tokenizer, **hub_kwargs(args))
     except Exception as error:  # noqa: BLE001 - sorted below: a user's path, the model's own code, or ours
         raise _sorted_error("tokenizer", path, error) from None
     special = args.special_tokens_to_add()
@@ -128,17 +128,18 @@ def load_model(
     for_training: bool = True,
     quantization_config: Any = None,
 ) -> Any:
-    """Load the causal LM with the chosen attention and dtype; resize embeddings when tokens were added."""
+    """Load the causal LM (or multimodal model) with the chosen attention and dtype; resize embeddings when tokens were added."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     from tunelab.model.attention import attention_implementation
 
     path = model_path or resolve_model_path(args.model_name_or_path)
     try:
-        config = AutoConfig.from_pretrained(path, **_hub_kwargs(args))
+        config = AutoConfig.from_pretrained(path, **hub_kwargs(args))
     except Exception as error:  # noqa: BLE001 - sorted by _sorted_error
         raise _sorted_error("model", path, error) from None
+    auto_class = model_class(config)
     if args.rope_scaling:
         config.rope_scaling = {"type": args.rope_scaling, "rope_type": args.rope_scaling, "factor": 2.0}
         logger.info("rope_scaling = %s with factor 2.0", args.rope_scaling)
@@ -147,17 +148,17 @@ def load_model(
         "dtype": dtype,
         "attn_implementation": attention_implementation(args.flash_attn, torch.cuda.is_available()),
         "low_cpu_mem_usage": args.low_cpu_mem_usage,
-        **_hub_kwargs(args),
+        **hub_kwargs(args),
     }
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = {"": torch.cuda.current_device()}
     try:
         if args.train_from_scratch:
-            model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=args.trust_remote_code)
+            model = auto_class.from_config(config, dtype=dtype, trust_remote_code=args.trust_remote_code)
             logger.info("train_from_scratch: the weights are randomly initialised")
         else:
-            model = _from_pretrained(path, kwargs, args.flash_attn)
+            model = _from_pretrained(auto_class, path, kwargs, args.flash_attn)
     except Exception as error:  # noqa: BLE001 - sorted by _sorted_error
         raise _sorted_error("model", path, error) from None
     vocab = model.get_input_embeddings().weight.shape[0]
@@ -174,16 +175,25 @@ def load_model(
     return model
 
 
-def _from_pretrained(path: str, kwargs: dict[str, Any], flash_attn: str) -> Any:
+def model_class(config: Any) -> Any:
+    """The transformers auto class of a config: a multimodal family's own (model/multimodal.py), else the
+    causal LM one."""
+    import transformers
+
+    from tunelab.model.multimodal import multimodal_family
+
+    family = multimodal_family(getattr(config, "model_type", None))
+    return getattr(transformers, family.auto_class if family else "AutoModelForCausalLM")
+
+
+def _from_pretrained(auto_class: Any, path: str, kwargs: dict[str, Any], flash_attn: str) -> Any:
     """`from_pretrained`; with `flash_attn: auto`, a model that does not support the attention chosen (remote
     code often supports eager only) falls back to eager, as transformers itself does when none is asked for."""
-    from transformers import AutoModelForCausalLM
-
     try:
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        return auto_class.from_pretrained(path, **kwargs)
     except ValueError as error:
         chosen = kwargs["attn_implementation"]
         if flash_attn != "auto" or chosen == "eager" or "does not support" not in str(error):
             raise
         logger.info("flash_attn = auto: the model does not support %s attention; using eager attention", chosen)
-        return AutoModelForCausalLM.from_pretrained(path, **{**kwargs, "attn_implementation": "eager"})
+        return auto_class.from_pretrained(path, **{**kwargs, "attn_implementation": "eager"})

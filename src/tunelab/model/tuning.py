@@ -47,8 +47,13 @@ def linear_module_names(model: Any) -> list[str]:
 
 
 def apply_full(model: Any, ft: FinetuningArguments, margs: ModelArguments, is_trainable: bool) -> Any:
+    from tunelab.model.multimodal_tuning import freeze_parts, multimodal_family_of
+
     for param in model.parameters():
         param.requires_grad_(is_trainable)
+    family = multimodal_family_of(model)
+    if is_trainable and family is not None:
+        freeze_parts(model, family, ft)
     if is_trainable:
         _cast_trainable_to_fp32(model)
     return model
@@ -65,13 +70,23 @@ def freeze_trainable_layer_ids(num_layers: int, n: int) -> list[int]:
 
 
 def apply_freeze(model: Any, ft: FinetuningArguments, margs: ModelArguments, is_trainable: bool) -> Any:
-    num_layers = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "num_layers", None)
+    """The last (or first) layers of the language model train; a multimodal model's tower and projector
+    train as the freeze_* keys say (model/multimodal_tuning.py)."""
+    from tunelab.model.multimodal_tuning import log_parts, multimodal_family_of, part_of, trainable_parts
+
+    family = multimodal_family_of(model)
+    parts = trainable_parts(ft) if family is not None else {"language", "other"}
+    config = model.config.get_text_config() if family is not None else model.config
+    num_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None)
     if not num_layers:
         raise UserError("finetuning_type: freeze needs a model whose config has num_hidden_layers.")
     layer_ids = set(freeze_trainable_layer_ids(num_layers, ft.freeze_trainable_layers))
     modules = [m.strip() for m in ft.freeze_trainable_modules.split(",") if m.strip()]
     extra = [m.strip() for m in (ft.freeze_extra_modules or "").split(",") if m.strip()]
-    names = [name for name, _ in model.named_parameters()]
+    def language(name: str) -> bool:
+        return family is None or part_of(family, name) in ("language", "other")
+
+    names = [name for name, _ in model.named_parameters() if language(name)]
     if modules != ["all"]:
         known = {part for name in names if _LAYER_INDEX.search(name) for part in name.split(".")}
         unknown = [m for m in modules if m not in known]
@@ -85,17 +100,22 @@ def apply_freeze(model: Any, ft: FinetuningArguments, margs: ModelArguments, is_
             raise UserError(f"freeze_extra_modules: no module named {', '.join(unknown)} outside the layers; "
                             f"names found: {', '.join(sorted(outside))}")
     for name, param in model.named_parameters():
+        if not language(name):  # a tower or projector: the freeze_* keys decide
+            param.requires_grad_(part_of(family, name) in parts and is_trainable)
+            continue
         match = _LAYER_INDEX.search(name)
-        parts = set(name.split("."))
+        pieces = set(name.split("."))
         if match:
-            trainable = int(match.group(1)) in layer_ids and (modules == ["all"] or bool(parts & set(modules)))
+            trainable = int(match.group(1)) in layer_ids and (modules == ["all"] or bool(pieces & set(modules)))
         else:
-            trainable = bool(parts & set(extra))
-        param.requires_grad_(trainable and is_trainable)
+            trainable = bool(pieces & set(extra))
+        param.requires_grad_(trainable and is_trainable and "language" in parts)
     if is_trainable:
         _cast_trainable_to_fp32(model)
     logger.info("freeze: training layers %s (modules: %s%s)", sorted(layer_ids), ",".join(modules),
                 f"; extra: {','.join(extra)}" if extra else "")
+    if family is not None and is_trainable:
+        log_parts(family, parts)
     return model
 
 
@@ -115,10 +135,16 @@ def lora_config(model: Any, ft: FinetuningArguments) -> Any:
                 f"lora_target: {', '.join(missing)} is not a linear layer of this model; its linear layers are "
                 f"{', '.join(available)} (or use lora_target: all)."
             )
+    from tunelab.model.multimodal_tuning import lora_module_names, multimodal_family_of
+
+    family = multimodal_family_of(model)
+    if family is not None:  # the parts the freeze_* keys leave trainable only (the language model by default)
+        targets = lora_module_names(model, family, ft, targets)
     init: bool | str = True
     if ft.pissa_init:
         init = "pissa" if ft.pissa_iter == -1 else f"pissa_niter_{ft.pissa_iter}"
-    logger.info("lora: rank %d, alpha %s, targets %s", ft.lora_rank, ft.lora_alpha, ",".join(targets))
+    shown = ",".join(targets) if family is None else f"{len(targets)} linear layers"
+    logger.info("lora: rank %d, alpha %s, targets %s", ft.lora_rank, ft.lora_alpha, shown)
     return LoraConfig(
         task_type=TaskType.CAUSAL_LM,
         r=ft.lora_rank,

@@ -10,7 +10,9 @@ from tunelab.config.resolved import Config
 from tunelab.config.stages import DataKind, get_stage_spec
 from tunelab.data.batching import chunk_tokens, pack_examples
 from tunelab.data.conversation import Example
+from tunelab.data.encode_media import MediaEncoding
 from tunelab.data.templates.base import Template
+from tunelab.errors import UserError
 
 logger = logging.getLogger("tunelab.train")
 
@@ -27,6 +29,7 @@ class PreparedData:
     eval: Any
     packed: bool
     untrained: int = 0  # examples left out because no token of theirs is trained (named in the log)
+    media: MediaEncoding | None = None  # a multimodal model's processor: its collator decodes the rows' media
 
 
 def _trained_or_named(row: dict[str, Any], split: str, stage: str) -> bool:
@@ -96,25 +99,49 @@ def _shape(dataset: Any, config: Config) -> Any:
     return rows
 
 
-def prepare_data(config: Config, tokenizer: Any, template: Template) -> PreparedData:
+def _refuse_media(example: Example, config: Config, media: MediaEncoding | None, kind: DataKind) -> None:
+    """Media the run cannot train on stop it by name: nothing is dropped, no marker trained as text."""
+    kinds = " / ".join(k for k in ("images", "videos", "audios") if getattr(example, k))
+    where = str(example.source) if example.source else f"data set {config.data.dataset}"
+    if media is None:
+        raise UserError(
+            f"{where}: {kinds}: model_name_or_path '{config.model.model_name_or_path}' is a text-only model, so the "
+            f"{kinds} would be dropped and markers such as <image> trained as plain text. Use a multimodal model "
+            "(docs/multimodal.md lists the families), or remove the media columns from the data set's `columns` in "
+            "dataset_info.json to train on the text alone.")
+    if kind is not DataKind.CHAT:
+        raise UserError(f"{where}: {kinds}: multimodal data trains with stage sft; stage {config.finetuning.stage} "
+                        "reads text only in tunelab for now. Use stage: sft, or remove the media columns.")
+
+
+def prepare_data(config: Config, tokenizer: Any, template: Template, media: MediaEncoding | None = None) -> PreparedData:
+    """Encode the configured data for the stage; `media` (a multimodal model's processor) lets examples with
+    images, videos or audios be encoded by data/encode_media.py, and refuses them when it is None."""
     from tunelab.data.dataset import build_dataset
     from tunelab.data.encode import EncodeOptions, encode_example, trained_tokens
+    from tunelab.data.encode_media import MARKER_ORDER_KEY, MEDIA_KEYS, encode_supervised_media, has_media
 
     stage = config.finetuning.stage
     options = EncodeOptions.from_data_args(config.data)
 
     kind = get_stage_spec(stage).data
+    empty_media = {**{key: [] for key in MEDIA_KEYS}, MARKER_ORDER_KEY: ""} if media is not None else {}
 
     def encode(example: Example) -> dict[str, Any]:
-        row = encode_example(tokenizer, template, example, stage, options)
+        if has_media(example):
+            _refuse_media(example, config, media, kind)
+            row = encode_supervised_media(tokenizer, template, example, media, options)
+        else:  # every row of a multimodal run has the media columns (a data set's rows share one schema)
+            row = {**encode_example(tokenizer, template, example, stage, options), **empty_media}
         return {**row, SOURCE_KEY: str(example.source) if example.source else "",
                 TRAINED_KEY: trained_tokens(row, kind)}
 
+    media_id = f"|media:{media.cache_id()}" if media is not None else ""
     splits = build_dataset(
         config.data, stage, tokenizer, encode,
-        encode_id=f"{template!r}|{options!r}|rows:source,trained_tokens", seed=int(config.training_values.get("seed", 42)),
+        encode_id=f"{template!r}|{options!r}|rows:source,trained_tokens{media_id}",
+        seed=int(config.training_values.get("seed", 42)),
     )  # fmt: skip
-    from tunelab.errors import UserError
 
     if splits.train is None and config.training_values.get("do_train"):
         raise UserError(f"dataset {config.data.dataset}: no training examples left after loading.")
@@ -130,4 +157,9 @@ def prepare_data(config: Config, tokenizer: Any, template: Template) -> Prepared
     packed = bool(config.data.packing) and get_stage_spec(stage).packable
     if config.data.packing and not packed:
         logger.warning("packing does not apply to stage %s: its rows are padded per batch instead", stage)
-    return PreparedData(train=_shape(train, config), eval=_shape(evaluation, config), packed=packed, untrained=untrained)
+    if packed and media is not None:
+        raise UserError("packing: true with a multimodal model: rows packed ahead of time would separate pictures "
+                        "from their batch; set packing: false (padding_free: true batches Qwen-VL examples without "
+                        "padding, docs/multimodal.md).")
+    return PreparedData(train=_shape(train, config), eval=_shape(evaluation, config), packed=packed, untrained=untrained,
+                        media=media)

@@ -79,6 +79,7 @@ def _run_training(config: Config, interrupt: Any) -> TrainingRun:
     from tunelab.data.templates.drift import warn_on_drift
     from tunelab.model.liger import apply_liger_kernels, liger_installed, resolve_liger
     from tunelab.model.load import load_model, load_tokenizer, resolve_model_path, torch_dtype_for
+    from tunelab.model.processor import load_media_encoding
     from tunelab.model.quantization import quantization_config
     from tunelab.model.tuning import apply_tuning
     from tunelab.train.data_prep import prepare_data
@@ -108,6 +109,7 @@ def _run_training(config: Config, interrupt: Any) -> TrainingRun:
     interrupt.phase = "loading the tokenizer"
     model_path = resolve_model_path(config.model.model_name_or_path)
     tokenizer = load_tokenizer(config.model, model_path)
+    media = load_media_encoding(config.model, model_path, tokenizer)  # None for a text-only model
     template = get_template(config.data.template, tokenizer, tool_format=config.data.tool_format,
                             default_system=config.data.default_system)
     warn_on_drift(template, tokenizer, config.data, where="training", model=config.model.model_name_or_path)
@@ -117,7 +119,7 @@ def _run_training(config: Config, interrupt: Any) -> TrainingRun:
     quantization = quantization_config(config.model, dtype)
     interrupt.phase = "tokenizing the data"
     with args.main_process_first(local=True, desc="tokenizing the data"):  # one rank builds the cache, the rest reuse it
-        prepared = prepare_data(config, tokenizer, template)
+        prepared = prepare_data(config, tokenizer, template, media)
     record = run_record(config, args, tokenizer) if args.do_train else None  # stamped on every checkpoint
     if checkpoint is not None and record is not None:
         check_same_run(Path(checkpoint), record)  # the same configuration and data, or refused by name
@@ -154,7 +156,8 @@ def _run_training(config: Config, interrupt: Any) -> TrainingRun:
         interrupt.phase = TRAINING
         result = _train(trainer, checkpoint, interrupt)
         interrupt.phase = SAVING
-        save_final_model(trainer, model, tokenizer, template, output_dir, pissa_init_dir)
+        save_final_model(trainer, model, tokenizer, template, output_dir, pissa_init_dir,
+                         processor=media.processor if media is not None else None)
         interrupt.final_saved = True
         train_metrics = dict(result.metrics)
         train_metrics["num_input_tokens_seen"] = trainer.state.num_input_tokens_seen

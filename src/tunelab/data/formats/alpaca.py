@@ -14,6 +14,7 @@ from tunelab.data.conversation import Example, Message, Role, Source
 from tunelab.data.formats.common import (
     ConvertContext,
     Turn,
+    check_markers,
     make_example,
     pretraining_example,
     read_kto_tag,
@@ -75,7 +76,7 @@ def convert_alpaca(row: dict[str, Any], ctx: ConvertContext, ck: RowChecker) -> 
             kto_col = attr.column("kto_tag") or "kto_tag"
             kto_tag = read_kto_tag(row.get(kto_col), kto_col, ck)
 
-    if not ck.ok:
+    if not ck.ok or not check_markers(turns, ctx, ck, media, chosen, rejected):
         return None
     return make_example(
         turns, ctx=ctx, source=source, system=system, tools=tools,

@@ -9,6 +9,7 @@ from typing import Any
 from tunelab.config.stages import DataKind, get_stage_spec
 from tunelab.data.conversation import Example, Message, Role, Source
 from tunelab.data.dataset_info import DatasetAttr
+from tunelab.data.media import MARKERS, count_markers
 from tunelab.data.validate import RowChecker, type_name
 
 PROMPT_ROLES = (Role.USER, Role.OBSERVATION)
@@ -132,13 +133,63 @@ def read_kto_tag(value: Any, field: str, ck: RowChecker) -> bool | None:
     return None
 
 
-def read_media(row: dict, ctx: ConvertContext, ck: RowChecker) -> dict[str, tuple[str, ...]]:
-    """Images, videos and audios named by the row, each checked to exist."""
-    out: dict[str, tuple[str, ...]] = {}
-    for key in ("images", "videos", "audios"):
+def read_media(
+    row: dict, ctx: ConvertContext, ck: RowChecker, parts: dict[str, list[Any]] | None = None
+) -> dict[str, tuple[Any, ...]]:
+    """Images, videos and audios of the row: its media columns' files, each checked to exist, then the
+    media its content parts gave (`parts`, already resolved), in order. A kind given both ways is a
+    problem: which marker means which file would be a guess."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for key in MARKERS:
         column = ctx.attr.column(key)
-        out[key] = ck.media(row.get(column), column, ctx.media_dir) if column else ()
+        files = ck.media(row.get(column), column, ctx.media_dir, kind=key) if column else ()
+        extra = tuple((parts or {}).get(key, ()))
+        if files and extra:
+            ck.add(column or key, f"the row gives {key} both in its '{column}' column and as content parts; "
+                   "give them one way (the parts put each marker where its file goes)")  # fmt: skip
+        out[key] = files + extra
     return out
+
+
+def check_markers(
+    turns: list[Turn], ctx: ConvertContext, ck: RowChecker, media: dict[str, tuple[Any, ...]],
+    chosen: Message | None = None, rejected: Message | None = None,
+) -> bool:  # fmt: skip
+    """The anchor's count rule (`mm_plugin._validate_messages`): the `<image>` markers of the messages must
+    number the `images` files, and the same for videos and audios. The anchor counts the messages it
+    encodes, so a preference example is counted as prompt + chosen and prompt + rejected. A kind is
+    checked when the data set names its column (or the row's content parts gave such media): a text data
+    set may say "<image>" as words. The system prompt and tools are not counted (nor by the anchor)."""
+    base = count_all(t.content for t in turns)
+    sides = {side: count_all([m.content]) for side, m in (("chosen", chosen), ("rejected", rejected)) if m}
+    ok = True
+    for key, marker in MARKERS.items():
+        column = ctx.attr.column(key)
+        files = len(media.get(key, ()))
+        if column is None and not files:
+            continue
+        totals = {side: base[key] + counts[key] for side, counts in sides.items()} or {"": base[key]}
+        same = len(set(totals.values())) == 1
+        for side, found in totals.items():
+            if found == files:
+                continue
+            where = "the text" if same or not side else f"the text with {ctx.attr.column(side) or side}"
+            noun = "marker" if found == 1 else "markers"
+            ck.add(column or key, f"{found} {marker} {noun} in {where} but {files} file(s): write one {marker} "
+                   "where each file goes, in the files' order")  # fmt: skip
+            ok = False
+            if same:
+                break
+    return ok
+
+
+def count_all(texts: Any) -> dict[str, int]:
+    """Markers of several texts, summed by column name."""
+    total = dict.fromkeys(MARKERS, 0)
+    for text in texts:
+        for key, count in count_markers(text).items():
+            total[key] += count
+    return total
 
 
 def make_example(
@@ -151,7 +202,7 @@ def make_example(
     chosen: Message | None = None,
     rejected: Message | None = None,
     kto_tag: bool | None = None,
-    media: dict[str, tuple[str, ...]] | None = None,
+    media: dict[str, tuple[Any, ...]] | None = None,
 ) -> Example:
     media = media or {}
     return Example(

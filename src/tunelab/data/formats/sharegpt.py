@@ -19,6 +19,7 @@ from tunelab.data.formats.common import (
     Turn,
     check_ending,
     check_function_call,
+    check_markers,
     check_order,
     make_example,
     pretraining_example,
@@ -138,9 +139,11 @@ def convert_sharegpt(row: dict[str, Any], ctx: ConvertContext, ck: RowChecker) -
 def finish_conversation(
     row: dict[str, Any], turns: list[Turn], ctx: ConvertContext, ck: RowChecker, *, source: Source,
     system: str | None, column: str, roles: dict[str, Role], candidate: Any,
+    part_media: dict[str, list[Any]] | None = None,
 ) -> Example | None:  # fmt: skip
     """The part sharegpt and openai share once the turns are read: pre-training text, role order and
-    ending, tools, media, preference candidates (`candidate` reads one) or the KTO tag, then the Example."""
+    ending, tools, media (the columns' files, or `part_media` from openai content parts) and the marker
+    count rule, preference candidates (`candidate` reads one) or the KTO tag, then the Example."""
     attr = ctx.attr
     if ctx.kind is DataKind.TEXT:
         if not turns:
@@ -154,7 +157,7 @@ def finish_conversation(
 
     tools_col = attr.column("tools")
     tools = read_tools(row.get(tools_col), tools_col, ck) if tools_col else None
-    media = read_media(row, ctx, ck)
+    media = read_media(row, ctx, ck, part_media)
     chosen = rejected = None
     kto_tag = None
     if attr.ranking:
@@ -163,7 +166,7 @@ def finish_conversation(
     elif ctx.wants_kto:
         kto_col = attr.column("kto_tag") or "kto_tag"
         kto_tag = read_kto_tag(row.get(kto_col), kto_col, ck)
-    if not ck.ok:
+    if not ck.ok or not check_markers(turns, ctx, ck, media, chosen, rejected):
         return None
     return make_example(
         turns, ctx=ctx, source=source, system=system, tools=tools,

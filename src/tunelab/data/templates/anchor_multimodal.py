@@ -1,10 +1,11 @@
-"""LLaMA-Factory 0.9.5's formats of its multimodal template names: the text part, until multimodal fine-tuning lands.
+"""LLaMA-Factory 0.9.5's formats of its multimodal template names: the text layout around the media.
 
-A config with `template: qwen2_vl` (or any of these names) is accepted and trains exactly the text
-layout the anchor writes, with the same records and probe tests as `anchor_formats.py` (see its
-docstring for how slots became records). `modalities` names the media each family takes; the
-registry warns that only the text part is trained, and a data set that carries images, videos or
-audios is refused by the loader rather than having its media dropped.
+A config with `template: qwen2_vl` (or any of these names) trains exactly the text layout the anchor
+writes, with the same records and probe tests as `anchor_formats.py` (see its docstring for how slots
+became records). `modalities` names the media each family takes. The media themselves are the model's
+business, not the template's: with a model of a family in `model/multimodal.py` each `<image>` becomes
+what that model's processor expands (docs/multimodal.md); with any other model, data that carries
+media is refused before training rather than having its media dropped.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class Template:
     source: str = "official"  # "official": parity-tested against official jinja; "anchor": LLaMA-Factory's format
     # (no official jinja obtainable offline); "tunelab": tunelab's own format (default, empty)
     saved_jinja: str = ""  # a shipped official jinja (resources/chat_templates) saved with a model whose tokenizer has none
-    modalities: tuple[str, ...] = ()  # media the family takes ("image", "video", "audio"); only its text part trains today
+    modalities: tuple[str, ...] = ()  # media the family takes ("image", "video", "audio"): docs/multimodal.md
     aliases: tuple[str, ...] = field(default=())
 
     def with_overrides(self, **changes: object) -> Template:

@@ -69,11 +69,6 @@ def get_template(
         if isinstance(template, AutoTemplate):  # an official jinja: rendered with this tokenizer's bos / eos
             template = replace(template, special=tuple(sorted(special_tokens_map(tokenizer).items())))
         logger.info("template: using the named template '%s'", template.name)
-        if template.modalities:
-            logger.warning(
-                "template: '%s' is a multimodal family (%s); tunelab trains and serves its text part only for now",
-                template.name, ", ".join(template.modalities),
-            )
     changes: dict[str, Any] = {}
     if tool_format:
         from tunelab.data.templates.tools import get_tool_format

@@ -91,8 +91,11 @@ def unwrap(model: Any) -> Any:
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
-    """The keys of a collated batch the model's forward takes."""
-    return {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    """The keys of a collated batch the model's forward takes: the text ones, and a multimodal batch's media
+    (pixel_values, image_grid_thw, ...: data/encode_media.MEDIA_INPUT_NAMES)."""
+    from tunelab.data.encode_media import MEDIA_INPUT_NAMES
+
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", *MEDIA_INPUT_NAMES) if k in batch}
 
 
 def forward_hidden(model: Any, batch: dict[str, Any]) -> Tensor:

@@ -66,7 +66,7 @@ def save_failed(step: int, error: BaseException, previous: str | None) -> UserEr
 
 
 def save_final_model(trainer: Any, model: Any, tokenizer: Any, template: Any, output_dir: str,
-                     pissa_init_dir: Path | None) -> None:
+                     pissa_init_dir: Path | None, processor: Any = None) -> None:
     """Save weights (or adapter) and tokenizer atomically into output_dir; one message on a full disk."""
     from tunelab.train.run.outputs import save_tokenizer
 
@@ -87,7 +87,7 @@ def save_final_model(trainer: Any, model: Any, tokenizer: Any, template: Any, ou
         if args.world_size > 1:
             trainer.accelerator.wait_for_everyone()
         if args.should_save:
-            save_tokenizer(tokenizer, template, str(staging))
+            save_tokenizer(tokenizer, template, str(staging), processor)
             write_manifest(staging, "model")
             publish_folder(staging, final, keep_nested_manifests=True)
     except Exception as error:

@@ -27,10 +27,15 @@ def write_resolved_config(config: Config, output_dir: str) -> Path:
     return path
 
 
-def save_tokenizer(tokenizer: Any, template: Any, output_dir: str) -> None:
-    """Save the tokenizer with its original chat template, or the named template's jinja when it had none."""
+def save_tokenizer(tokenizer: Any, template: Any, output_dir: str, processor: Any = None) -> None:
+    """Save the tokenizer with its original chat template, or the named template's jinja when it had none;
+    a multimodal model's processor files too (image processor, its chat template), so that `AutoProcessor`
+    loads the output like the model it came from. The processor writes the tokenizer too; the tokenizer
+    is written after it, so its files follow the rule above."""
     from tunelab.data.templates import prepare_tokenizer_for_saving
 
+    if processor is not None:
+        processor.save_pretrained(output_dir)
     prepare_tokenizer_for_saving(tokenizer, template).save_pretrained(output_dir)
 
 

@@ -86,7 +86,10 @@ class PaddingFreeCollator:
 
 def make_collator(prepared: PreparedData, tokenizer: Any, model: Any, config: Config | None) -> Any:
     """Packed rows, padding-free batches or padded rows, as `packing` / `padding_free` say and as far as
-    the model keeps packed examples apart (`model/packing_isolation.py`)."""
+    the model keeps packed examples apart (`model/packing_isolation.py`); a multimodal model's batches
+    also carry their media (`train/media_collator.py`)."""
+    if prepared.media is not None:
+        return _media_collator(prepared, tokenizer, model, config)
     packs = prepared.packed or bool(config is not None and config.data.padding_free)
     isolates = packing_isolation(model).isolates if packs else True
     if prepared.packed:
@@ -94,6 +97,24 @@ def make_collator(prepared: PreparedData, tokenizer: Any, model: Any, config: Co
     if packs and isolates:
         return PaddingFreeCollator(pad_token_id=tokenizer.pad_token_id, varlen_attention=uses_varlen_attention(model))
     return PaddingCollator(pad_token_id=tokenizer.pad_token_id)
+
+
+def _media_collator(prepared: PreparedData, tokenizer: Any, model: Any, config: Config | None) -> Any:
+    """Padding-free when asked and the family's positions allow it (Qwen-VL), padded otherwise; logged."""
+    from tunelab.model.multimodal_tuning import multimodal_family_of
+    from tunelab.train.media_collator import MediaCollator, MediaPaddingFreeCollator, rope_index_of
+
+    family = multimodal_family_of(unwrap(model))
+    wanted = bool(config is not None and config.data.padding_free)
+    rope_index = rope_index_of(model) if family is not None and family.padding_free else None
+    if wanted and rope_index is not None:
+        logger.info("%s: padding-free batches (each example's 3-D rotary positions computed apart)", family.name)
+        return MediaPaddingFreeCollator(tokenizer.pad_token_id, prepared.media, rope_index,
+                                        varlen_attention=uses_varlen_attention(model))
+    if wanted:
+        logger.info("%s: padded batches (padding_free needs per-example positions this family's model does not "
+                    "take)", family.name if family else "multimodal model")
+    return MediaCollator(PaddingCollator(pad_token_id=tokenizer.pad_token_id), prepared.media)
 
 
 class CausalLMTrainer(TunelabTrainer):
