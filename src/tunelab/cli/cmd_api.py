@@ -5,7 +5,8 @@ from __future__ import annotations
 USAGE = """usage: [API_HOST=127.0.0.1] [API_PORT=8000] [API_KEY=...] [API_MODEL_NAME=...] tunelab api CONFIG.yaml [key=value ...]
 
 Serve the model the config names at http://API_HOST:API_PORT/v1 (OpenAI protocol: /v1/models,
-/v1/chat/completions with streaming and tools, /v1/completions, /v1/score/evaluation for reward
+/v1/chat/completions with streaming, tools and, for multimodal models, image_url / video_url /
+input_audio parts as data: URLs or server-side paths, /v1/completions, /v1/score/evaluation for reward
 models; /health). Environment: API_HOST (default 127.0.0.1: loopback only), API_PORT (8000),
 API_KEY (require `Authorization: Bearer KEY`), API_MODEL_NAME (the name clients see),
 API_MAX_CONCURRENT (generations at once, 1), API_MAX_QUEUE (waiting requests before 429, 64).

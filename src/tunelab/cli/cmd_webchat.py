@@ -6,7 +6,8 @@ USAGE = """usage: [GRADIO_SERVER_NAME=127.0.0.1] [GRADIO_SERVER_PORT=7860] tunel
 
 Open a chat page for the model the config names, at http://GRADIO_SERVER_NAME:GRADIO_SERVER_PORT
 (127.0.0.1:7860 by default: this machine only). The page has a system prompt, temperature, top-p and
-maximum-new-tokens controls, and streams answers. GRADIO_SHARE=1 asks gradio for a public link."""
+maximum-new-tokens controls, and streams answers; for a multimodal model, an image upload sent with the
+next message. GRADIO_SHARE=1 asks gradio for a public link."""
 
 
 def main(argv: list[str]) -> int:

@@ -259,3 +259,27 @@ def copy_model_code(out_dir: Path) -> Path | None:
     logger.info("wrote %s next to the weights: plain transformers loads this %s export with trust_remote_code=True "
                 "(tunelab loads it without)", target.name, family.display)
     return target
+
+
+#: the files a multimodal model's processor is published with, besides the tokenizer's
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
+                   "chat_template.json")
+
+
+def save_processor(processor: Any, out_dir: Path, source: str | Path | None = None) -> list[str]:
+    """Write a multimodal model's processor files (image processor, processor config): the base's own files
+    byte for byte when it has them (training never changes a processor, and transformers 5's
+    `save_pretrained` writes a layout older readers may not know), else `processor.save_pretrained`.
+    Call before `save_tokenizer`, which then writes the tokenizer files by its own rule. Returns the names."""
+    folder = _tokenizer_folder(source)
+    names = [name for name in PROCESSOR_FILES if folder is not None and (folder / name).is_file()]
+    if folder is not None and names:
+        for name in names:
+            shutil.copyfile(folder / name, out_dir / name)
+        logger.info("the processor files were copied unchanged from %s: %s", folder, ", ".join(names))
+        return names
+    before = {p.name for p in out_dir.iterdir()}
+    processor.save_pretrained(out_dir)
+    written = sorted(p.name for p in out_dir.iterdir() if p.name not in before)
+    logger.info("saved the processor (%s): %s", type(processor).__name__, ", ".join(written))
+    return written

@@ -3,16 +3,21 @@
 Export and verification need the same two forms of one model: the *reference* (adapters applied by
 peft's own forward, the last one unmerged, as inference runs them) and the *merged* model (every
 adapter folded into the weights, in the order given). Both come from here so they cannot drift.
+A multimodal base loads with its family's class (`model/load.py`) and its processor, which the export
+writes beside the weights and its check uses to build a picture prompt.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab.config.resolved import Config
 from tunelab.errors import UserError
+
+if TYPE_CHECKING:
+    from tunelab.data.encode_media import MediaEncoding
 
 logger = logging.getLogger("tunelab.export")
 
@@ -55,25 +60,29 @@ def export_device(config: Config) -> str:
 
 @dataclass
 class LoadedModel:
-    """The model, its tokenizer and where the base came from."""
+    """The model, its tokenizer and where the base came from; a multimodal model's processor side."""
 
     model: Any
     tokenizer: Any
     model_path: str
     dtype: Any
+    media: MediaEncoding | None = None
 
 
 def load_base(config: Config, dtype: Any, device: str = "cpu") -> LoadedModel:
-    """The base model and tokenizer exactly as training and inference load them (same added tokens)."""
+    """The base model and tokenizer exactly as training and inference load them (same added tokens), and a
+    multimodal model's processor (sharing that tokenizer)."""
     from tunelab.model.load import load_model, load_tokenizer, resolve_model_path
+    from tunelab.model.processor import load_media_encoding
 
     path = resolve_model_path(config.model.model_name_or_path)
     tokenizer = load_tokenizer(config.model, path)
+    media = load_media_encoding(config.model, path, tokenizer)
     model = load_model(config.model, tokenizer, dtype=dtype, model_path=path, for_training=False)
     if device != "cpu":
         model = model.to(device)
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, model_path=path, dtype=dtype)
+    return LoadedModel(model=model, tokenizer=tokenizer, model_path=path, dtype=dtype, media=media)
 
 
 def adapter_paths(config: Config) -> list[str]:

@@ -3,6 +3,9 @@
 The reference logits are taken from base + adapters *before* merging, in the same process and
 dtype, then the merged model is written, dropped, and reloaded from disk with plain transformers:
 what is checked is exactly what other tools will load. Peak memory stays one model.
+
+A vision (or audio) language model is exported the same way with its family's class and its processor
+files; its check adds a picture prompt and reloads the processor (`verify.processor_check`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ def check_request(config: Config, options: ExportOptions) -> Path:
         )
     if options.gguf is not None and options.gguf not in GGUF_TYPES:
         raise UserError(f"--gguf {options.gguf}: choose one of {', '.join(GGUF_TYPES)}.")
+    _refuse_multimodal_extras(config, options)
     if config.export.export_format == "original":
         from tunelab.export.original_layout import source_family
 
@@ -102,6 +106,25 @@ def _refuse_occupied(out: Path) -> None:
                         "folder, or remove those files.")
 
 
+def _refuse_multimodal_extras(config: Config, options: ExportOptions) -> None:
+    """GGUF and GPTQ are written for text models; a vision / audio language model is refused before loading."""
+    from tunelab.model.load import resolve_model_path
+    from tunelab.model.multimodal import family_of_folder
+
+    if not options.gguf and config.export.export_quantization_bit is None:
+        return
+    family = family_of_folder(resolve_model_path(config.model.model_name_or_path, weights=False))
+    if family is None:
+        return
+    if options.gguf:
+        raise UserError(f"--gguf: {config.model.model_name_or_path} is a {family.name} multimodal model; tunelab's GGUF "
+                        "writer writes text models only (llama.cpp runs a vision model from a language-model GGUF "
+                        "plus a separate mmproj file). Export without --gguf, then convert the folder with llama.cpp's "
+                        "convert_hf_to_gguf.py (once, and once more with --mmproj).")
+    raise UserError(f"export_quantization_bit: {config.model.model_name_or_path} is a {family.name} multimodal model; "
+                    "GPTQ export quantizes text models only. Export without export_quantization_bit.")
+
+
 def _check_gguf_supported(config: Config) -> None:
     """`--gguf` is refused before any weight is loaded when the architecture or tokenizer cannot be written."""
     from tunelab.export.gguf_file import require_supported
@@ -135,17 +158,28 @@ def _collect() -> None:
         torch.cuda.empty_cache()
 
 
-def _reload_and_check(out: Path, dtype: Any, device: str, probes: list[list[int]], reference: list[Any],
-                      base: list[Any] | None, tokenizer: Any, trust_remote_code: bool) -> verify.Check:
-    from transformers import AutoModelForCausalLM
+def _reload_and_check(out: Path, dtype: Any, device: str, probes: list[verify.Probe], reference: list[Any],
+                      base: list[Any] | None, loaded: merge.LoadedModel, template: Template | None,
+                      trust_remote_code: bool) -> verify.Check:
+    """Reload the written folder with plain transformers (the family's auto class) and compare its logits."""
+    from transformers import AutoConfig
 
-    exported = AutoModelForCausalLM.from_pretrained(out, dtype=dtype, trust_remote_code=trust_remote_code)
+    from tunelab.model.load import model_class
+    from tunelab.model.multimodal import multimodal_family
+
+    folder_config = AutoConfig.from_pretrained(out, trust_remote_code=trust_remote_code)
+    exported = model_class(folder_config).from_pretrained(out, dtype=dtype, trust_remote_code=trust_remote_code)
     exported = exported.to(device).eval()
     logits = verify.logits_of(exported, probes)
     del exported
-    check = verify.compare(logits, reference, base, str(dtype).removeprefix("torch."))
+    check = verify.compare(logits, reference, base, str(dtype).removeprefix("torch."),
+                           media_prompts=sum(bool(p.media) for p in probes))
     verify.require_pass(check, str(out))
-    verify.chat_template_check(tokenizer, out)
+    verify.chat_template_check(loaded.tokenizer, out)
+    family = multimodal_family(getattr(folder_config, "model_type", None))
+    if loaded.media is not None and family is not None:
+        verify.processor_check(loaded.media, out, family, next(p for p in probes if p.media), loaded.tokenizer,
+                               template)
     return check
 
 
@@ -163,7 +197,7 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
     device = merge.export_device(config)
     loaded = merge.load_base(config, dtype, device)
     template = resolve_template(config, loaded.tokenizer)
-    probes = verify.probe_inputs(loaded.tokenizer, template)
+    probes = verify.probe_inputs(loaded.tokenizer, template, loaded.media)
     base_logits = verify.logits_of(loaded.model, probes) if paths and (options.verify or options.verify_only) else None
     model = merge.attach_adapters(loaded.model, paths, config.model.model_name_or_path or "")
     reference = verify.logits_of(model, probes) if options.verify or options.verify_only else []
@@ -171,7 +205,7 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
     if options.verify_only:
         model = loaded.model = None
         _collect()
-        result.check = _reload_and_check(out, dtype, device, probes, reference, base_logits, loaded.tokenizer,
+        result.check = _reload_and_check(out, dtype, device, probes, reference, base_logits, loaded, template,
                                           config.model.trust_remote_code)
         return result
 
@@ -187,13 +221,15 @@ def run_export(config: Config, options: ExportOptions = ExportOptions()) -> Expo
         result.shards = save_weights(model, staging, config.export.export_size, legacy=config.export.export_legacy_format)
         model = loaded.model = None  # only the files on disk are checked from here on
         _collect()
+        if loaded.media is not None:
+            companions.save_processor(loaded.media.processor, staging, source=loaded.model_path)
         companions.save_tokenizer(loaded.tokenizer, template, staging, source=loaded.model_path,
                                   trust_remote_code=config.model.trust_remote_code)
         companions.copy_model_code(staging)
         head = companions.copy_value_head([loaded.model_path, *paths], staging)
         result.value_head = out / head.name if head else None
         if options.verify:
-            result.check = _reload_and_check(staging, dtype, device, probes, reference, base_logits, loaded.tokenizer,
+            result.check = _reload_and_check(staging, dtype, device, probes, reference, base_logits, loaded, template,
                                               config.model.trust_remote_code)
         else:
             logger.warning("the export was not verified (--no-verify)")
@@ -236,7 +272,7 @@ def _bytes_needed(model: Any, options: ExportOptions) -> int:
 
 
 def _write_original(config: Config, out: Path, options: ExportOptions, dtype: Any, device: str,
-                    probes: list[list[int]], reference: list[Any], base: list[Any] | None) -> None:
+                    probes: list[verify.Probe], reference: list[Any], base: list[Any] | None) -> None:
     """The verified native export rewritten in the family's own layout, then checked again as tunelab loads
     an original checkpoint (converted back): the same logits as base + adapters."""
     from tunelab.export.original_layout import write_original_layout

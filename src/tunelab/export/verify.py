@@ -5,19 +5,28 @@ export reloads what it wrote with plain `AutoModelForCausalLM` and compares next
 the reference: the base model with its adapters applied by peft. The tolerance follows the export
 dtype (rounding the merged weights to bf16 moves logits a little); the report also prints how much
 the adapter moves the logits, so a check that passes only because the adapter does nothing is visible.
+
+A multimodal model is checked on a picture prompt too (a sound for an audio model), built by its
+processor as chat builds it: a merge that broke the vision tower or the projector shows there, and only
+there. Its exported processor must load from the folder and process that prompt identically.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab.data.conversation import Message, Role
 from tunelab.data.templates.base import Template
 from tunelab.errors import UserError
+
+if TYPE_CHECKING:
+    from tunelab.data.encode_media import MediaEncoding
+    from tunelab.model.multimodal import MultimodalFamily
 
 logger = logging.getLogger("tunelab.export")
 
@@ -32,30 +41,85 @@ PLAIN_PROBE = "The quick brown fox jumps over the lazy dog. 1, 2, 3, 4,"
 RELATIVE_TOLERANCE: dict[str, float] = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
 
 
-def probe_inputs(tokenizer: Any, template: Template | None) -> list[list[int]]:
-    """Token ids of the probe prompts, as inference would build them (plus one plain-text prompt)."""
+MEDIA_PROBE_TEXT = "Describe this in one sentence."
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One prompt of the check: its token ids and, for a picture (or sound) prompt, the processor's tensors."""
+
+    ids: list[int]
+    media: Mapping[str, Any] = field(default_factory=dict)
+
+
+def probe_inputs(tokenizer: Any, template: Template | None, media: MediaEncoding | None = None) -> list[Probe]:
+    """The probe prompts, as inference would build them: chat prompts, one plain text, and for a multimodal
+    model one prompt with a picture (or a sound, for an audio model)."""
     from tunelab.data.encode import encode_prompt
 
-    probes: list[list[int]] = []
+    probes: list[Probe] = []
     if template is not None:
         for turns in PROBE_CONVERSATIONS:
             roles = [Role.USER if i % 2 == 0 else Role.ASSISTANT for i in range(len(turns))]
             messages = [Message(role, text) for role, text in zip(roles, turns, strict=True)]
-            probes.append(encode_prompt(tokenizer, template, messages))
-    probes.append(tokenizer.encode(PLAIN_PROBE, add_special_tokens=True))
+            probes.append(Probe(encode_prompt(tokenizer, template, messages)))
+    probes.append(Probe(tokenizer.encode(PLAIN_PROBE, add_special_tokens=True)))
+    if media is not None:
+        probes.append(media_probe(tokenizer, template, media))
     return probes
 
 
-def logits_of(model: Any, probes: list[list[int]]) -> list[Any]:
-    """Float32 logits of every position of every probe, on the cpu."""
+def probe_picture() -> Any:
+    """A fixed 56 x 42 RGB picture (colour gradients): a few patches for any vision tower, no file needed."""
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:42, 0:56]
+    pixels = np.stack([x * 4, y * 6, (x + y) * 2], axis=-1).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def probe_sound(rate: int) -> Any:
+    """Half a second of a 440 Hz tone at `rate`."""
+    import numpy as np
+
+    return (0.5 * np.sin(2 * np.pi * 440 * np.arange(rate // 2) / rate)).astype(np.float32)
+
+
+def media_probe(tokenizer: Any, template: Template | None, media: MediaEncoding) -> Probe:
+    """The picture (or sound) prompt of a multimodal model: the chat prompt, or without a template the
+    family's placeholder followed by text, processed by the model's own processor."""
+    from tunelab.data.conversation import Example
+    from tunelab.data.encode_media import MEDIA_INPUT_NAMES, encode_prompt_media
+    from tunelab.data.media import MARKERS
+
+    if MARKERS["images"] in media.placeholders:
+        column, marker, item = "images", MARKERS["images"], probe_picture()
+    else:
+        column, marker, item = "audios", MARKERS["audios"], probe_sound(media.options.audio_sampling_rate)
+    if template is not None:
+        example = Example(messages=(Message(Role.USER, marker + MEDIA_PROBE_TEXT),), **{column: (item,)})
+        ids, tensors = encode_prompt_media(tokenizer, template, example, media)
+        return Probe(ids, tensors)
+    argument = {"images": [item]} if column == "images" else {"audio": [item],
+                                                               "sampling_rate": media.options.audio_sampling_rate}
+    out = media.processor(text=[media.placeholders[marker] + MEDIA_PROBE_TEXT], return_tensors="pt", **argument)
+    return Probe(out["input_ids"][0].tolist(), {k: v for k, v in out.items() if k in MEDIA_INPUT_NAMES})
+
+
+def logits_of(model: Any, probes: list[Probe]) -> list[Any]:
+    """Float32 logits of every position of every probe, on the cpu (media tensors on the model's device,
+    floating ones in its dtype)."""
     import torch
 
-    device = next(model.parameters()).device
+    parameter = next(model.parameters())
     out = []
     with torch.no_grad():
-        for ids in probes:
-            tensor = torch.tensor([ids], device=device)
-            out.append(model(input_ids=tensor).logits[0].float().cpu())
+        for probe in probes:
+            tensor = torch.tensor([probe.ids], device=parameter.device)
+            extra = {key: value.to(parameter.device, dtype=parameter.dtype) if value.is_floating_point()
+                     else value.to(parameter.device) for key, value in probe.media.items()}
+            out.append(model(input_ids=tensor, **extra).logits[0].float().cpu())
     return out
 
 
@@ -68,6 +132,7 @@ class Check:
     tolerance: float
     top1_agreement: float  # share of positions whose most likely next token is the same
     positions: int
+    media_prompts: int = 0  # how many of the prompts carried a picture (or sound)
 
     @property
     def passed(self) -> bool:
@@ -77,12 +142,14 @@ class Check:
         verdict = "PASSED" if self.passed else "FAILED"
         effect = (f"the adapters change them by up to {self.adapter_effect:.4g}" if self.adapter_effect > 0
                   else "the adapters do not change them (no adapter, or an untrained one)")
-        return (f"export check {verdict}: over {self.positions} positions the exported model's logits differ from "
+        prompts = f" (of which {self.media_prompts} with a picture or sound)" if self.media_prompts else ""
+        return (f"export check {verdict}: over {self.positions} positions{prompts} the exported model's logits differ from "
                 f"base + adapters by at most {self.max_error:.4g} (tolerance {self.tolerance:.4g}); {effect}; "
                 f"same top-1 token at {100 * self.top1_agreement:.1f}% of positions")
 
 
-def compare(exported: list[Any], reference: list[Any], base: list[Any] | None, dtype_name: str) -> Check:
+def compare(exported: list[Any], reference: list[Any], base: list[Any] | None, dtype_name: str,
+            media_prompts: int = 0) -> Check:
     """Compare exported logits with the reference; `base` (no adapters) measures the adapters' effect."""
     scale = max(float(r.abs().max()) for r in reference)
     tolerance = RELATIVE_TOLERANCE.get(dtype_name, 5e-2) * max(scale, 1.0)
@@ -91,7 +158,7 @@ def compare(exported: list[Any], reference: list[Any], base: list[Any] | None, d
     same = sum(int((e.argmax(-1) == r.argmax(-1)).sum()) for e, r in zip(exported, reference, strict=True))
     total = sum(r.shape[0] for r in reference)
     return Check(max_error=error, adapter_effect=effect, tolerance=tolerance, top1_agreement=same / max(total, 1),
-                 positions=total)
+                 positions=total, media_prompts=media_prompts)
 
 
 def require_pass(check: Check, where: str) -> None:
@@ -141,3 +208,29 @@ def chat_template_check(original: Any, folder: Path) -> None:
     if want != got:
         raise UserError(f"the chat template saved in {folder} renders differently from the original tokenizer's")
     logger.info("export check: the exported chat template renders like the original's")
+
+
+def processor_check(original: MediaEncoding, folder: Path, family: MultimodalFamily, probe: Probe,
+                    tokenizer: Any, template: Template | None) -> None:
+    """The exported processor must load from `folder` (as `AutoProcessor.from_pretrained` does) and turn the
+    probe picture into the same ids and tensors as the original processor."""
+    import dataclasses
+
+    import torch
+
+    from tunelab.model.processor import load_processor
+
+    try:
+        reloaded = load_processor(str(folder), family, {})
+    except Exception as error:  # noqa: BLE001 - any failure to load is the export's fault, said in one line
+        raise UserError(f"the processor saved in {folder} does not load ({type(error).__name__}: {error}); "
+                        "re-run `tunelab export`.") from None
+    reloaded.tokenizer = tokenizer  # the tokenizer files are checked on their own (chat_template_check)
+    again = media_probe(tokenizer, template, dataclasses.replace(original, processor=reloaded))
+    same = again.ids == probe.ids and set(again.media) == set(probe.media) and all(
+        torch.equal(again.media[key], probe.media[key]) for key in probe.media)
+    if not same:
+        raise UserError(f"the processor saved in {folder} processes a picture differently from the base model's "
+                        "(other sizes or normalisation); re-run `tunelab export`.")
+    logger.info("export check: the exported %s loads and processes the probe like the original",
+                type(reloaded).__name__)

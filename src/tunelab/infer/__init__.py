@@ -3,7 +3,8 @@
 Layers inside this package, each one module: `params` (sampling settings and where their defaults
 come from), `stops` + `detokenize` (streaming text hygiene shared by engines), `engine` (the
 interface), `hf_engine` / `vllm_engine` (the two backends), `chat_model` (templates, tools and usage
-on top of an engine), `scoring` (reward models), `loader` (config -> ready model).
+on top of an engine), `media_prompt` (the rules of a conversation with pictures, videos or sounds),
+`scoring` (reward models), `loader` (config -> ready model).
 """
 
 from tunelab.infer.chat_model import ChatModel, ChatResult

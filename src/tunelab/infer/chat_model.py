@@ -4,6 +4,10 @@ back into text or tool calls. `chat`, `webchat` and `api` all talk to this one c
 Tool calls are parsed with the template's tool format (the one the model was trained on), so an
 answer like `<tool_call>{...}</tool_call>` (Qwen) or `Action: ...` (default) becomes structured
 `ToolCall`s, which the API reports as OpenAI `tool_calls`.
+
+A multimodal model comes with its `MediaEncoding` (processor, placeholders, media keys): conversations
+may then carry images, videos or audios with `<image>` markers in their text (`infer/media_prompt.py`
+holds the rules), and the engine is given the media beside the prompt.
 """
 
 from __future__ import annotations
@@ -11,16 +15,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab.data.conversation import Message
 from tunelab.data.encode import encode_prompt
 from tunelab.data.templates.base import Template
 from tunelab.data.templates.tools import ToolCall, get_tool_format, normalize_tools
 from tunelab.errors import UserError
-from tunelab.infer.engine import Engine, TextStream
+from tunelab.infer.engine import Engine, PromptMedia, TextStream
 from tunelab.infer.params import SamplingParams
 from tunelab.infer.reasoning import ReasoningSplitter, split_reasoning, splitter_for
+
+if TYPE_CHECKING:
+    from tunelab.data.encode_media import MediaEncoding
 
 
 @dataclass
@@ -49,6 +56,7 @@ class ChatModel:
         name: str = "tunelab",
         enable_thinking: bool = True,
         scorer: Any = None,
+        media: MediaEncoding | None = None,
     ) -> None:
         self.engine = engine
         self.tokenizer = engine.tokenizer
@@ -57,6 +65,13 @@ class ChatModel:
         self.name = name
         self.enable_thinking = enable_thinking
         self.scorer = scorer  # a RewardScorer when the model is a reward model (stage: rm)
+        self.media = media  # the processor side of a multimodal model; None: the model reads text only
+
+    def reads(self, column: str) -> bool:
+        """Whether the model takes media of a column ("images", "videos", "audios")."""
+        from tunelab.data.media import MARKERS
+
+        return self.media is not None and MARKERS[column] in self.media.placeholders
 
     def params(self, **overrides: Any) -> SamplingParams:
         """The model's defaults with one request's settings on top."""
@@ -81,12 +96,38 @@ class ChatModel:
             return params.with_overrides(max_new_tokens=room)
         return params
 
+    def prompt(
+        self, messages: Sequence[Message], system: str | None = None, tools: Any = None, *,
+        images: Sequence[Any] = (), videos: Sequence[Any] = (), audios: Sequence[Any] = (),
+    ) -> tuple[list[int], PromptMedia | None]:
+        """The prompt ids of a conversation and its media in the engine's form (None without media).
+
+        A multimodal model encodes through its processor whenever media are given or the text writes a
+        marker (a lone `<image>` would otherwise reach the model as a picture token without a picture)."""
+        from tunelab.infer.media_prompt import ChatMedia, has_markers, media_prompt, refuse_text_only
+
+        media = ChatMedia.of(images, videos, audios)
+        if not media and (self.media is None or not has_markers(messages)):
+            return self.prompt_ids(messages, system, tools), None
+        if self.media is None:
+            raise refuse_text_only(self.name, media)
+        if not messages:
+            raise UserError("messages: at least one message is needed")
+        return media_prompt(self.tokenizer, self.template, self.media, messages, media, system=system, tools=tools,
+                            enable_thinking=self.enable_thinking, raw=self.engine.raw_media)
+
     def stream_chat(
-        self, messages: Sequence[Message], system: str | None = None, tools: Any = None, **overrides: Any
+        self, messages: Sequence[Message], system: str | None = None, tools: Any = None, *,
+        images: Sequence[Any] = (), videos: Sequence[Any] = (), audios: Sequence[Any] = (), **overrides: Any,
     ) -> TextStream:
-        """Start an answer to the conversation; iterate the returned stream for text pieces."""
-        ids = self.prompt_ids(messages, system, tools)
-        return self.engine.stream(ids, self._fit(ids, self.params(**overrides)))
+        """Start an answer to the conversation; iterate the returned stream for text pieces. `images` (and
+        `videos`, `audios`): paths, `data:` URLs, bytes or PIL images, one per `<image>` marker of the text,
+        in order; without any marker, one is put per picture at the start of the last user message."""
+        ids, media = self.prompt(messages, system, tools, images=images, videos=videos, audios=audios)
+        params = self._fit(ids, self.params(**overrides))
+        if media is None:
+            return self.engine.stream(ids, params)
+        return self.engine.stream(ids, params, media_inputs=media)
 
     def stream_text(self, prompt: str, **overrides: Any) -> TextStream:
         """Continue plain text, no chat template (`/v1/completions`)."""
@@ -95,9 +136,12 @@ class ChatModel:
             raise UserError("prompt: empty")
         return self.engine.stream(ids, self._fit(ids, self.params(**overrides)))
 
-    def chat(self, messages: Sequence[Message], system: str | None = None, tools: Any = None, **overrides: Any) -> ChatResult:
+    def chat(
+        self, messages: Sequence[Message], system: str | None = None, tools: Any = None, *,
+        images: Sequence[Any] = (), videos: Sequence[Any] = (), audios: Sequence[Any] = (), **overrides: Any,
+    ) -> ChatResult:
         """A whole answer; when tools were offered and the answer calls them, `tool_calls` is filled."""
-        stream = self.stream_chat(messages, system, tools, **overrides)
+        stream = self.stream_chat(messages, system, tools, images=images, videos=videos, audios=audios, **overrides)
         try:
             text = stream.text()
         finally:

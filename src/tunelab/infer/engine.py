@@ -9,7 +9,8 @@ honours them identically.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from tunelab.infer.params import SamplingParams
@@ -75,16 +76,32 @@ class TextStream(abc.ABC):
             self._iterator.close()  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class PromptMedia:
+    """The pictures (videos, sounds) of one prompt, in the form its engine takes them.
+
+    transformers' `generate` takes the processor's tensors beside the prompt whose placeholders the
+    processor already expanded (`tensors`); vLLM runs the processor itself, so it takes the decoded media
+    (`raw`, by vLLM's modality names) and the prompt with one placeholder per picture (`placeholder_ids`).
+    `ChatModel` fills the second form only for engines that say they want it (`Engine.raw_media`)."""
+
+    tensors: Mapping[str, Any] = field(default_factory=dict)  # pixel_values, image_grid_thw, mm_token_type_ids ...
+    raw: Mapping[str, list[Any]] = field(default_factory=dict)  # "image": [PIL images], "audio": [(wave, rate)] ...
+    placeholder_ids: list[int] | None = None
+
+
 class Engine(abc.ABC):
     """A loaded model that generates from token ids. `tokenizer` is the model's own."""
 
     tokenizer: Any
     stop_ids: list[int]
     max_context: int | None = None  # prompt + answer tokens the model supports, when known
+    raw_media: bool = False  # True: media go in decoded with the unexpanded prompt (PromptMedia.raw), as vLLM takes them
 
     @abc.abstractmethod
-    def stream(self, prompt_ids: list[int], params: SamplingParams) -> TextStream:
-        """Start generating; returns at once, the work happens as the stream is iterated."""
+    def stream(self, prompt_ids: list[int], params: SamplingParams, media_inputs: PromptMedia | None = None) -> TextStream:
+        """Start generating; returns at once, the work happens as the stream is iterated. `media_inputs`: the
+        prompt's media, when it has any (only multimodal models are given them)."""
 
     def describe(self) -> str:
         """One line for logs: backend and model."""

@@ -5,6 +5,8 @@
 transformers' `TextIteratorStreamer` gives exact token counts (the API reports `usage`), the finish
 reason (end-of-turn token or length) and correct text for characters spanning tokens. Cancelling
 (stop string found, client gone) sets an event that a stopping criterion checks every step.
+A multimodal model's media tensors (`PromptMedia.tensors`) go to `generate` beside the ids, on the
+model's device, floating ones in the model's dtype (the processor returns float32 pixels).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tunelab.infer.detokenize import IncrementalDecoder
-from tunelab.infer.engine import Engine, TextStream
+from tunelab.infer.engine import Engine, PromptMedia, TextStream
 from tunelab.infer.params import SamplingParams
 
 logger = logging.getLogger("tunelab.infer")
@@ -54,8 +56,10 @@ def _cancel_criterion(event: threading.Event) -> Any:
 
 
 class HfTextStream(TextStream):
-    def __init__(self, engine: HfEngine, prompt_ids: list[int], params: SamplingParams) -> None:
+    def __init__(self, engine: HfEngine, prompt_ids: list[int], params: SamplingParams,
+                 media: PromptMedia | None = None) -> None:
         super().__init__(params, len(prompt_ids))
+        self._media = media
         self._engine = engine
         self._cancelled = threading.Event()
         self._streamer = _IdQueueStreamer()
@@ -65,7 +69,7 @@ class HfTextStream(TextStream):
 
     def _run(self, prompt_ids: list[int]) -> None:
         try:
-            self._engine.run_generate(prompt_ids, self.params, self._streamer, self._cancelled)
+            self._engine.run_generate(prompt_ids, self.params, self._streamer, self._cancelled, self._media)
         except BaseException as error:  # surfaced to the consumer thread
             self._error = error
             self._streamer.end()
@@ -107,6 +111,12 @@ class HfTextStream(TextStream):
         return "length" if limit is not None and self.completion_tokens >= limit else "stop"
 
 
+def _max_context(config: Any) -> int | None:
+    """The model's context length: a multimodal model's sits in its text config."""
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return getattr(text_config, "max_position_embeddings", None) or getattr(config, "max_position_embeddings", None)
+
+
 class HfEngine(Engine):
     """A transformers causal LM (adapters already applied) and its tokenizer."""
 
@@ -114,14 +124,27 @@ class HfEngine(Engine):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.stop_ids = list(stop_ids)
-        self.max_context = getattr(model.config, "max_position_embeddings", None)
+        self.max_context = _max_context(model.config)
         self._seed_lock = threading.Lock()
 
     def describe(self) -> str:
         return f"huggingface ({type(self.model).__name__}, {self.model.dtype}, {self.model.device})"
 
-    def stream(self, prompt_ids: list[int], params: SamplingParams) -> TextStream:
-        return HfTextStream(self, prompt_ids, params)
+    def stream(self, prompt_ids: list[int], params: SamplingParams, media_inputs: PromptMedia | None = None) -> TextStream:
+        return HfTextStream(self, prompt_ids, params, media_inputs)
+
+    def media_kwargs(self, media: PromptMedia | None) -> dict[str, Any]:
+        """The media tensors as `generate` takes them: on the model's device, floats in its dtype."""
+        if media is None:
+            return {}
+        out: dict[str, Any] = {}
+        for key, value in media.tensors.items():
+            if hasattr(value, "is_floating_point") and value.is_floating_point():
+                value = value.to(self.model.device, dtype=self.model.dtype)
+            elif hasattr(value, "to"):
+                value = value.to(self.model.device)
+            out[key] = value
+        return out
 
     def generation_config(self, params: SamplingParams) -> Any:
         """The model's generation config with this request's settings (a copy: requests run concurrently)."""
@@ -144,7 +167,8 @@ class HfEngine(Engine):
         config.update(**settings)
         return config
 
-    def run_generate(self, prompt_ids: list[int], params: SamplingParams, streamer: Any, cancelled: threading.Event) -> None:
+    def run_generate(self, prompt_ids: list[int], params: SamplingParams, streamer: Any, cancelled: threading.Event,
+                     media: PromptMedia | None = None) -> None:
         """Blocking generation into `streamer` (runs in the stream's worker thread)."""
         import torch
         from transformers import StoppingCriteriaList
@@ -155,6 +179,7 @@ class HfEngine(Engine):
             "attention_mask": torch.ones_like(input_ids),
             "generation_config": self.generation_config(params),
             "stopping_criteria": StoppingCriteriaList([_cancel_criterion(cancelled)]),
+            **self.media_kwargs(media),
         }
         with torch.inference_mode():
             if params.num_beams > 1:  # beam search cannot stream: the best beam is known at the end

@@ -1,7 +1,9 @@
 """From a parsed config to a ready `ChatModel`: tokenizer, template, backend, adapters, defaults.
 
 This is the one place where `infer_backend`, `infer_dtype`, `adapter_name_or_path`, `template`,
-`default_system`, `enable_thinking` and the generating keys act for `chat`, `webchat` and `api`.
+`default_system`, `enable_thinking` and the generating keys act for `chat`, `webchat` and `api`; and
+where a multimodal model gets its processor (`load_media_encoding`, with the media keys
+`image_max_pixels` ...), so chats read pictures as training did.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ def load_chat_model(config: Config, *, name: str | None = None) -> ChatModel:
     template = get_template(data.template, tokenizer, tool_format=data.tool_format, default_system=data.default_system)
     warn_on_drift(template, tokenizer, data, where="inference", model=margs.model_name_or_path)
     stop_ids = stop_token_ids(tokenizer, template)
+    from tunelab.model.processor import load_media_encoding
+
+    media = load_media_encoding(margs, path, tokenizer)
     engine: Engine
     scorer = None
     if get_stage_spec(config.finetuning.stage).scores and not margs.adapter_paths() and not (Path(path) / "value_head.safetensors").is_file():
@@ -120,7 +125,7 @@ def load_chat_model(config: Config, *, name: str | None = None) -> ChatModel:
     logger.info("inference: %s, template %s, stop ids %s", engine.describe(), template.name, stop_ids)
     thinking = data.enable_thinking is not False
     model_name = name or Path(margs.model_name_or_path or "model").name
-    return ChatModel(engine, template, defaults, name=model_name, enable_thinking=thinking, scorer=scorer)
+    return ChatModel(engine, template, defaults, name=model_name, enable_thinking=thinking, scorer=scorer, media=media)
 
 
 class _NoGeneration(Engine):
@@ -132,7 +137,7 @@ class _NoGeneration(Engine):
         self.tokenizer = tokenizer
         self.stop_ids = []
 
-    def stream(self, prompt_ids: list[int], params: Any) -> Any:
+    def stream(self, prompt_ids: list[int], params: Any, media_inputs: Any = None) -> Any:
         raise UserError("this model is a reward model (stage: rm): it scores texts (/v1/score/evaluation) and cannot chat.")
 
     def describe(self) -> str:

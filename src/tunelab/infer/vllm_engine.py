@@ -4,7 +4,10 @@ vllm is imported only here and only when this backend is chosen, so tunelab inst
 without it. The engine is vLLM's `AsyncLLMEngine`, driven from a private event loop thread so the
 same synchronous `TextStream` interface as the hf engine works; vLLM batches concurrent requests
 itself. A LoRA adapter (`adapter_name_or_path`, one folder) is served unmerged through a
-`LoRARequest`, as vLLM recommends. Checked on the lent GPU machine, not in CI (no CUDA there).
+`LoRARequest`, as vLLM recommends. A multimodal prompt goes in as vLLM's `multi_modal_data` (the decoded
+pictures, clips, waveforms) with the prompt ids *before* the processor's expansion: vLLM runs the model's
+processor itself and expands each placeholder as it does for its own chat route (`vllm_prompt`).
+Checked on the lent GPU machine, not in CI (no CUDA there).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tunelab.errors import UserError, require_package
-from tunelab.infer.engine import Engine, TextStream
+from tunelab.infer.engine import Engine, PromptMedia, TextStream
 from tunelab.infer.params import SamplingParams
 
 logger = logging.getLogger("tunelab.infer")
@@ -42,11 +45,22 @@ def vllm_sampling_params(params: SamplingParams, stop_ids: list[int]) -> Any:
     )
 
 
+def vllm_prompt(prompt_ids: list[int], media: PromptMedia | None) -> dict[str, Any]:
+    """vLLM's prompt (a `TokensPrompt`, a typed dict): the ids, and for a multimodal prompt the decoded
+    media by modality ("image": [PIL images] ...) with the ids in which each picture is one placeholder."""
+    if media is None or not media.raw:
+        return {"prompt_token_ids": list(prompt_ids)}
+    if media.placeholder_ids is None:
+        raise ValueError("a multimodal prompt for vLLM needs its unexpanded ids (ChatModel fills them)")
+    return {"prompt_token_ids": list(media.placeholder_ids), "multi_modal_data": dict(media.raw)}
+
+
 class VllmTextStream(TextStream):
-    def __init__(self, engine: VllmEngine, prompt_ids: list[int], params: SamplingParams) -> None:
+    def __init__(self, engine: VllmEngine, prompt_ids: list[int], params: SamplingParams,
+                 media: PromptMedia | None = None) -> None:
         super().__init__(params, len(prompt_ids))
         self._engine = engine
-        self._prompt_ids = prompt_ids
+        self._prompt = vllm_prompt(prompt_ids, media)
         self._request_id = uuid.uuid4().hex
 
     def cancel(self) -> None:
@@ -56,7 +70,7 @@ class VllmTextStream(TextStream):
         from vllm.inputs import TokensPrompt
 
         results = self._engine.llm.generate(
-            TokensPrompt(prompt_token_ids=self._prompt_ids),
+            TokensPrompt(**self._prompt),
             vllm_sampling_params(self.params, self._engine.stop_ids),
             self._request_id,
             lora_request=self._engine.lora_request,
@@ -73,6 +87,8 @@ class VllmTextStream(TextStream):
 
 
 class VllmEngine(Engine):
+    raw_media = True  # vLLM processes media itself (vllm_prompt)
+
     def __init__(self, model_path: str, tokenizer: Any, stop_ids: list[int], model_args: Any) -> None:
         require_package("vllm", "infer_backend: vllm", extra="gpu")
         from vllm import AsyncEngineArgs, AsyncLLMEngine
@@ -122,5 +138,5 @@ class VllmEngine(Engine):
             except StopAsyncIteration:
                 return
 
-    def stream(self, prompt_ids: list[int], params: SamplingParams) -> TextStream:
-        return VllmTextStream(self, prompt_ids, params)
+    def stream(self, prompt_ids: list[int], params: SamplingParams, media_inputs: PromptMedia | None = None) -> TextStream:
+        return VllmTextStream(self, prompt_ids, params, media_inputs)

@@ -74,7 +74,9 @@ def _corpus() -> list[str]:
                 collect(item)
 
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.name == "dataset_info.json":
+        # the registry, media folders, and the multimodal demos (added later: reading them would change the
+        # built-in tokenizer, and every figure measured with tunelab/tiny-chat) are not the corpus
+        if entry.name == "dataset_info.json" or entry.is_dir() or entry.name.startswith("mllm_"):
             continue
         text = entry.read_text(encoding="utf-8")
         if entry.name.endswith(".json"):

@@ -5,6 +5,8 @@ a chunk with `finish_reason`, an optional usage chunk (`stream_options.include_u
 `data: [DONE]`. When tools are offered the answer is generated before anything is sent, because
 whether it is a tool call is only known once it is complete; it then arrives as one `tool_calls`
 delta (or one content delta), so streaming clients parse tool calls as they would OpenAI's.
+Images (and videos, audios) of the messages go to the model with the conversation; a model that cannot
+read them is a 400 naming the model and the first such part, before any work starts.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from tunelab.data.templates.tools import ToolCall
 from tunelab.infer.chat_model import ChatModel, ChatResult, new_call_id
 from tunelab.infer.engine import TextStream
 from tunelab.infer.reasoning import REASONING, ReasoningSplitter
+from tunelab.serve.errors import ApiError
 from tunelab.serve.limiter import Slot
-from tunelab.serve.messages import to_internal
+from tunelab.serve.messages import Conversation, to_internal
 from tunelab.serve.protocol import ChatCompletionRequest, now, usage
 
 
@@ -42,6 +45,18 @@ def _deltas(splitter: ReasoningSplitter | None, piece: str | None) -> list[dict[
     return [{"reasoning_content" if kind == REASONING else "content": text} for kind, text in parts]
 
 
+def _refuse_unreadable(chat_model: ChatModel, conversation: Conversation, model_name: str) -> None:
+    """A 400 for media the served model cannot read, naming the model and the first such part."""
+    for column, where in conversation.first_part.items():
+        if chat_model.reads(column):
+            continue
+        readable = [c for c in conversation.files if chat_model.reads(c)]
+        what = f"it reads text and {', '.join(readable)}" if readable else "it reads text only"
+        raise ApiError(400, f"{where}: model '{model_name}' cannot read {column} ({what}); send text, or serve a "
+                       "multimodal model (docs/multimodal.md).", param=where.replace("[", ".").replace("]", ""),
+                       code="unsupported_media")
+
+
 class ChatJob:
     """One validated request, ready to run: the conversation, tools and sampling overrides."""
 
@@ -51,7 +66,9 @@ class ChatJob:
         self.model_name = model_name
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = now()
-        self.system, self.turns = to_internal(request.messages)
+        conversation = to_internal(request.messages)
+        self.system, self.turns, self.files = conversation.system, conversation.turns, conversation.files
+        _refuse_unreadable(chat_model, conversation, model_name)
         offered = request.tools and request.tool_choice != "none"
         self.tools = [tool.model_dump(exclude_none=True) for tool in request.tools] if offered else None
 
@@ -62,7 +79,7 @@ class ChatJob:
                 "top_p": r.top_p, "seed": seed, "stop": r.stop_list() or None}
 
     def start(self, choice: int) -> TextStream:
-        return self.chat_model.stream_chat(self.turns, self.system, self.tools, **self.overrides(choice))
+        return self.chat_model.stream_chat(self.turns, self.system, self.tools, **self.files, **self.overrides(choice))
 
     # -- whole answers -------------------------------------------------------------------------
     def run_all(self) -> list[ChatResult]:

@@ -2,31 +2,93 @@
 
 One leading system (or developer) message becomes the system prompt; assistant messages with
 `tool_calls` become function-call turns (JSON, the internal form); `tool` messages become
-observations. Anything the templates cannot express (a system message mid-conversation, image
-parts) is a 400 that says so, rather than being dropped silently.
+observations. Anything the templates cannot express (a system message mid-conversation, media
+outside user messages) is a 400 that says so, rather than being dropped silently.
+
+Media parts of user messages (`image_url`, `video_url`, `input_audio`) become a `<image>` / `<video>` /
+`<audio>` marker where the part stands in the text, and their files are collected in order, which is how
+`ChatModel` takes them. The server reads `data:` URLs and files on its own machine (a path or a
+`file://` URL); it never fetches a remote URL, so an `http(s)://` one is a 400 that says what to send instead.
 """
 
 from __future__ import annotations
 
 import json
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tunelab.data.conversation import Message, Role
+from tunelab.data.media import MARKERS, is_remote
 from tunelab.serve.errors import ApiError
-from tunelab.serve.protocol import ChatMessage
+from tunelab.serve.protocol import ChatMessage, ContentPart
+
+#: content part type -> the column its file joins
+MEDIA_PARTS = {"image_url": "images", "video_url": "videos", "input_audio": "audios"}
 
 
-def _text(message: ChatMessage, index: int) -> str:
+@dataclass
+class Conversation:
+    """A request's messages in tunelab's terms: system prompt, turns, media, and where each kind of media
+    first appears (`messages[1].content[0]`), so errors about them can name the part."""
+
+    system: str | None
+    turns: list[Message]
+    files: dict[str, list[str]] = field(default_factory=lambda: {column: [] for column in MARKERS})
+    first_part: dict[str, str] = field(default_factory=dict)
+
+
+def _media_ref(part: ContentPart, where: str) -> str:
+    """The file a media part names, as ChatModel takes it: a data URL or a local path."""
+    if part.type == "input_audio":
+        audio = part.input_audio
+        if audio is None or not audio.data:
+            raise ApiError(400, f"{where}.input_audio: needs {{\"data\": <base64>, \"format\": \"wav\"}}.",
+                           param=where.replace("[", ".").replace("]", ""))
+        return f"data:audio/{audio.format or 'wav'};base64,{audio.data}"
+    value = getattr(part, part.type)
+    url = value if isinstance(value, str) else (value.url if value is not None else "")
+    param = where.replace("[", ".").replace("]", "")
+    if not url:
+        raise ApiError(400, f"{where}.{part.type}: needs a url (a data: URL, or a file path on the server).", param=param)
+    if url.startswith("data:"):
+        return url
+    if is_remote(url):
+        shown = url if len(url) <= 60 else url[:60] + "..."
+        raise ApiError(400, f"{where}.{part.type}: {shown}: this server does not fetch remote URLs; send the file "
+                       "as a base64 data URL (data:image/png;base64,...) or as a path on the server's machine.",
+                       param=param, code="remote_url_not_supported")
+    path = urllib.request.url2pathname(urllib.parse.urlparse(url).path) if url.lower().startswith("file://") else url
+    if not Path(path).expanduser().exists():
+        raise ApiError(400, f"{where}.{part.type}: {url}: no such file on the server; send the file as a base64 "
+                       "data URL instead.", param=param)
+    return str(Path(path).expanduser())
+
+
+def _text(message: ChatMessage, index: int, conversation: Conversation | None = None) -> str:
+    """The message's text; media parts become markers and join `conversation` (None: media are refused)."""
     content = message.content
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     texts = []
-    for part in content:
+    for number, part in enumerate(content):
+        column = MEDIA_PARTS.get(part.type)
+        if column is not None:
+            where = f"messages[{index}].content[{number}]"
+            if conversation is None:
+                raise ApiError(400, f"{where}: {part.type} parts are accepted in user messages only.",
+                               param=f"messages.{index}.content.{number}")
+            conversation.files[column].append(_media_ref(part, where))
+            conversation.first_part.setdefault(column, where)
+            texts.append(MARKERS[column])
+            continue
         if part.type != "text" or part.text is None:
-            raise ApiError(400, f"messages[{index}].content: part type '{part.type}' is not supported; "
-                           "this server takes text only.", param=f"messages.{index}.content")
+            raise ApiError(400, f"messages[{index}].content: part type '{part.type}' is not supported; this server "
+                           "takes text, image_url, video_url and input_audio parts.", param=f"messages.{index}.content")
         texts.append(part.text)
     return "".join(texts)
 
@@ -41,10 +103,11 @@ def _arguments(value: str | dict[str, Any], index: int) -> Any:
                        param=f"messages.{index}.tool_calls") from None
 
 
-def to_internal(messages: list[ChatMessage]) -> tuple[str | None, list[Message]]:
-    """(system prompt, conversation turns); the conversation must end with a user or tool turn."""
+def to_internal(messages: list[ChatMessage]) -> Conversation:
+    """The system prompt, turns and media; the conversation must end with a user or tool turn."""
     system: str | None = None
     turns: list[Message] = []
+    conversation = Conversation(system=None, turns=turns)
     for index, message in enumerate(messages):
         if message.role in ("system", "developer"):
             if turns or system is not None:
@@ -52,7 +115,7 @@ def to_internal(messages: list[ChatMessage]) -> tuple[str | None, list[Message]]
                                param=f"messages.{index}.role")
             system = _text(message, index)
         elif message.role == "user":
-            turns.append(Message(Role.USER, _text(message, index)))
+            turns.append(Message(Role.USER, _text(message, index, conversation)))
         elif message.role == "assistant" and message.tool_calls:
             calls = [{"name": c.function.name, "arguments": _arguments(c.function.arguments, index)}
                      for c in message.tool_calls]
@@ -66,4 +129,5 @@ def to_internal(messages: list[ChatMessage]) -> tuple[str | None, list[Message]]
     if turns[-1].role not in (Role.USER, Role.OBSERVATION):
         raise ApiError(400, "messages: the last message must be from the user or a tool, so the model answers it.",
                        param="messages")
-    return system, turns
+    conversation.system = system
+    return conversation

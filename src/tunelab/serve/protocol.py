@@ -42,9 +42,26 @@ class ToolCallIn(_Request):
     function: FunctionCall
 
 
+class MediaUrl(_Request):
+    """`image_url` / `video_url` of a content part: a `data:` URL, a local path or a `file://` URL."""
+
+    url: str
+    detail: str | None = None  # OpenAI's resolution hint; the model's processor decides the size here
+
+
+class InputAudio(_Request):
+    """`input_audio` of a content part: base64 audio and its format."""
+
+    data: str
+    format: str | None = None
+
+
 class ContentPart(_Request):
     type: str
     text: str | None = None
+    image_url: MediaUrl | str | None = None  # some clients send the URL itself
+    video_url: MediaUrl | str | None = None
+    input_audio: InputAudio | None = None
 
 
 class ChatMessage(_Request):

@@ -94,6 +94,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "save_dir": ("Results dir (empty: a new folder)", "结果目录（留空：新建）"),
     "results_box": ("Results", "结果"),
     # chat tab
+    "image": ("Image (for models that read pictures)", "图片（用于能读图的模型）"),
     "infer_backend": ("Inference engine", "推理引擎"),
     "infer_dtype": ("Inference dtype", "推理数据类型"),
     "default_system": ("System prompt", "系统提示词"),

@@ -1,7 +1,9 @@
 """The Chat tab: load the top bar's model (with the picked adapter or trained run) and talk to it.
 
 The model is built exactly as `tunelab chat` builds it: the board's chat config goes through
-`parse_config` and `load_chat_model`, and answers stream through webchat's `respond`.
+`parse_config` and `load_chat_model`, and answers stream through webchat's `respond`. A picture uploaded
+beside the message box goes with the next message to a multimodal model (a text-only one says it cannot
+read it).
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def build_chat_tab(board: Board, lang: str, holder: ChatHolder) -> Callable[[], 
     with gr.Row():
         with gr.Column(scale=4):
             query = board.label("query", gr.Textbox(label=text("query", lang), lines=1, elem_id="query"))
+            image = board.label("image", gr.Image(label=text("image", lang), type="filepath", sources=["upload"],
+                                                  height=160, elem_id="chat_image"))
             with gr.Row():
                 send = board.button("send", lang, variant="primary")
                 clear = board.button("clear", lang)
@@ -91,21 +95,22 @@ def build_chat_tab(board: Board, lang: str, holder: ChatHolder) -> Callable[[], 
         holder.unload()
         return text("model_unloaded", lang_now)
 
-    def chat(query_text: str, kept: list[dict[str, str]], system_text: str, new_tokens: float, p: float,
-             t: float) -> Iterator[Any]:
+    def chat(query_text: str, kept: list[dict[str, Any]], system_text: str, new_tokens: float, p: float,
+             t: float, picture: str | None) -> Iterator[Any]:
         if holder.model is None:
-            yield kept, kept, query_text, gr.update(value=f"⚠️ {text('no_model', 'en')}")
+            yield kept, kept, query_text, picture, gr.update(value=f"⚠️ {text('no_model', 'en')}")
             return
-        from tunelab.serve.webchat import respond
+        from tunelab.serve.webchat import respond_with_image
 
-        for shown, history_now, box in respond(holder.model, query_text, kept, system_text, new_tokens, p, t):
-            yield shown, history_now, box, gr.skip()
+        for shown, history_now, box, picture_now in respond_with_image(holder.model, query_text, kept, system_text,
+                                                                       new_tokens, p, t, picture):
+            yield shown, history_now, box, picture_now, gr.skip()
 
     def wire() -> None:
         load.click(load_model, [*board.inputs, board.lang], info)
         unload.click(unload_model, board.lang, info)
-        inputs = [query, history, system, max_new_tokens, top_p, temperature]
-        outputs = [chatbot, history, query, info]
+        inputs = [query, history, system, max_new_tokens, top_p, temperature, image]
+        outputs = [chatbot, history, query, image, info]
         query.submit(chat, inputs, outputs)
         send.click(chat, inputs, outputs)
         clear.click(lambda: ([], []), None, [chatbot, history])
