@@ -150,3 +150,38 @@ def test_the_processor_loads_without_torchvision_for_images(vlm, tmp_path) -> No
     processor = load_processor(str(folder), multimodal_family("qwen2_vl"), {})
     assert type(processor).__name__ == "Qwen2VLProcessor" and not hasattr(processor, "video_processor")
     assert processor.image_token == "<|image_pad|>"
+
+
+def test_template_auto_renders_the_models_own_chat_template(vlm, tmp_path) -> None:
+    config = _config(tmp_path, vlm("qwen2_vl"), template="auto")
+    assert main(["train", str(config)]) == 0
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
+
+
+def test_media_that_do_not_fit_cutoff_len_stop_the_run_naming_the_row(vlm, tmp_path, capsys) -> None:
+    config = _config(tmp_path, vlm("qwen2_vl"), template="qwen2_vl", cutoff_len=16)
+    assert main(["train", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "mllm_demo.json:" in err and "more than cutoff_len 16" in err and "Raise cutoff_len" in err
+
+
+def test_videos_without_a_video_processor_are_refused_by_row(vlm, tmp_path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: the processor has its video part")
+    from PIL import Image
+
+    from tunelab.data.conversation import Example, Message, Role, Source
+    from tunelab.data.encode_media import encode_supervised_media
+    from tunelab.errors import UserError
+
+    media, template = _media(vlm, "qwen2_vl")
+    frames = tmp_path / "clip"
+    frames.mkdir()
+    for index in range(4):
+        Image.new("RGB", (56, 56), (60 * index, 0, 0)).save(frames / f"{index}.png")
+    example = Example(messages=(Message(Role.USER, "<video>What happens?"), Message(Role.ASSISTANT, "It turns red.")),
+                      videos=(str(frames),), source=Source("v", "v.json", 3))
+    with pytest.raises(UserError, match=r"v.json:3: videos: .*torchvision"):
+        encode_supervised_media(media.processor.tokenizer, template, example, media, EncodeOptions(cutoff_len=4096))

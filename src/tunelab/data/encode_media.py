@@ -86,6 +86,15 @@ def _with_placeholders(messages: Sequence[Message], placeholders: Mapping[str, s
     return out
 
 
+def check_processor_reads(example: Example, media: MediaEncoding, source: str) -> None:
+    """Videos need the processor's video part, which transformers builds on torchvision: without it the
+    processor would skip the videos and leave their placeholders unexpanded, so refuse by row instead."""
+    if example.videos and getattr(media.processor, "video_processor", None) is None:
+        raise UserError(f"{source}: videos: this model's processor has no video part here, because transformers' "
+                        "video processors need torchvision, which is not installed; install the torchvision build "
+                        "made for your torch (pip install torchvision), or remove the videos.")
+
+
 def processor_inputs(example: Example, options: MediaOptions) -> dict[str, Any]:
     """The decoded media of one example as the processor's `images` / `videos` / `audio` arguments."""
     inputs: dict[str, Any] = {}
@@ -153,6 +162,7 @@ def encode_supervised_media(
     if not messages or messages[-1].role not in (Role.ASSISTANT, Role.FUNCTION):
         raise UserError(f"{source}: a supervised example must end with an assistant (or function_call) turn")
     order = marker_order(messages)
+    check_processor_reads(example, media, source)
     segments = render_segments(
         tokenizer, template, _with_placeholders(messages, media.placeholders, source),
         system=example.system, tools=example.tools, enable_thinking=options.enable_thinking,
@@ -186,6 +196,7 @@ def encode_prompt_media(
     """A conversation with media, ending with the generation prompt: its token ids and the media tensors
     (`pixel_values`, ...) `generate` takes with them, from one processor call (inference and serving)."""
     source = str(example.source) if example.source else "the conversation"
+    check_processor_reads(example, media, source)
     segments = render_segments(
         tokenizer, template, _with_placeholders(example.messages, media.placeholders, source), system=example.system,
         tools=example.tools, add_generation_prompt=True, enable_thinking=enable_thinking, training=False,
