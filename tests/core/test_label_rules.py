@@ -19,10 +19,10 @@ from tunelab.data.conversation import Example, Message, Role
 from tunelab.data.encode import (
     IGNORE_INDEX,
     EncodeOptions,
-    _labels,
     encode_kto,
     encode_pairwise,
     encode_supervised,
+    labels_of,
     trained_tokens,
 )
 from tunelab.data.encode_tokens import Token
@@ -92,7 +92,7 @@ MULTI_TEXT = ("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi<|im_
 LAST_TURN_TEXT = "\n<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\nYes<|im_end|>\n"  # 26 tokens
 
 
-# -- _labels on hand-made tokens ----------------------------------------------------------------------
+# -- labels_of on hand-made tokens ----------------------------------------------------------------------
 
 
 def tokens() -> list[Token]:
@@ -105,22 +105,22 @@ def tokens() -> list[Token]:
 
 
 def test_labels_train_every_trained_token_and_mask_the_rest():
-    assert _labels(tokens(), train_on_prompt=False, last_turn_only=False) == [X, 11, X, X, 14, X]
+    assert labels_of(tokens(), train_on_prompt=False, last_turn_only=False) == [X, 11, X, X, 14, X]
 
 
 def test_labels_of_the_last_turn_only_skip_the_text_after_the_last_answer():
-    assert _labels(tokens(), train_on_prompt=False, last_turn_only=True) == [X, X, X, X, 14, X]
+    assert labels_of(tokens(), train_on_prompt=False, last_turn_only=True) == [X, X, X, X, 14, X]
 
 
 def test_labels_with_train_on_prompt_train_every_token():
-    assert _labels(tokens(), train_on_prompt=True, last_turn_only=False) == [10, 11, 12, 13, 14, 15]
-    assert _labels(tokens(), train_on_prompt=True, last_turn_only=True) == [10, 11, 12, 13, 14, 15]
+    assert labels_of(tokens(), train_on_prompt=True, last_turn_only=False) == [10, 11, 12, 13, 14, 15]
+    assert labels_of(tokens(), train_on_prompt=True, last_turn_only=True) == [10, 11, 12, 13, 14, 15]
 
 
 def test_labels_without_an_answer_train_nothing():
     prompt_only = [Token(1, 0, False, False, True, -1), Token(2, 0, False, False, False, 0)]
-    assert _labels(prompt_only, train_on_prompt=False, last_turn_only=True) == [X, X]
-    assert _labels(prompt_only, train_on_prompt=False, last_turn_only=False) == [X, X]
+    assert labels_of(prompt_only, train_on_prompt=False, last_turn_only=True) == [X, X]
+    assert labels_of(prompt_only, train_on_prompt=False, last_turn_only=False) == [X, X]
 
 
 # -- supervised ---------------------------------------------------------------------------------------
