@@ -88,7 +88,7 @@ def make_collator(prepared: PreparedData, tokenizer: Any, model: Any, config: Co
     """Packed rows, padding-free batches or padded rows, as `packing` / `padding_free` say and as far as
     the model keeps packed examples apart (`model/packing_isolation.py`); a multimodal model's batches
     also carry their media (`train/media_collator.py`)."""
-    if prepared.media is not None:
+    if getattr(prepared, "media", None) is not None:  # PreparedData.media; other callers pass only the text fields
         return _media_collator(prepared, tokenizer, model, config)
     packs = prepared.packed or bool(config is not None and config.data.padding_free)
     isolates = packing_isolation(model).isolates if packs else True
