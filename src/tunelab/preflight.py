@@ -13,7 +13,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tunelab.config.files import config_file_problems, local_path_problems, output_dir_problem
+from tunelab.config.files import (
+    config_file_problems,
+    local_path_problems,
+    output_dir_problem,
+    result_folder_problems,
+)
 from tunelab.config.hardware import hardware_problems
 from tunelab.config.needed_packages import package_problems
 from tunelab.config.resolved import Config
@@ -154,7 +159,8 @@ def training_run_problems(config: Config) -> list[str]:
 #: checks that do not depend on this machine (a config written for another one passes them)
 PORTABLE_CHECKS: tuple[Check, ...] = (config_file_problems, template_name_problems, data_problems)
 #: checks that ask this machine: its devices, its packages, the model and adapter folders on its disk
-MACHINE_CHECKS: tuple[Check, ...] = (hardware_problems, package_problems, model_problems, local_path_problems)
+MACHINE_CHECKS: tuple[Check, ...] = (hardware_problems, package_problems, model_problems, local_path_problems,
+                                     result_folder_problems)
 
 
 def _run(check: Check, config: Config) -> list[str]:

@@ -150,3 +150,24 @@ def test_an_adapter_of_another_base_with_the_same_shapes_is_named(qwen_base, qwe
     (adapter / "adapter_config.json").write_text(json.dumps(config))
     run_export(make_config(qwen_base, tmp_path / "merged", [adapter]), FAST)
     assert "was trained on 'someone/another-base'" in caplog.text and str(qwen_base) in caplog.text
+
+
+def test_an_export_dir_that_is_a_file_is_refused_and_the_file_kept(qwen_base, qwen_adapters, make_config, tmp_path):
+    """export_dir: /etc/passwd once replaced the file with the merged folder (kept aside as a dot file)."""
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0")
+    with pytest.raises(UserError, match="export_dir: '.*passwd' is a file; choose a folder"):
+        run_export(make_config(qwen_base, victim, [qwen_adapters["lora"]]), FAST)
+    assert victim.read_text() == "root:x:0:0" and sorted(p.name for p in tmp_path.iterdir()) == ["passwd"]
+
+
+def test_publish_never_swaps_a_file_for_a_folder(tmp_path):
+    staging = tmp_path / ".out.staging"
+    staging.mkdir()
+    (staging / "a.txt").write_text("new")
+    publish.write_manifest(staging, "export")
+    final = tmp_path / "out"
+    final.write_text("the user's file")
+    with pytest.raises(UserError, match="is a file, not a folder; nothing was replaced"):
+        publish.publish(staging, final)
+    assert final.read_text() == "the user's file" and (staging / "a.txt").is_file()

@@ -3,7 +3,7 @@
 usage: python slow_train_driver.py {step|save|prepare} N MARKER SECONDS -- <tunelab train arguments>
 `step N`: pause inside optimizer step N (mid-step); `save N`: pause while checkpoint-N is half written;
 `prepare 0`: pause before the data is tokenized (outside the training loop).
-The marker file is created right before the pause, which lasts SECONDS.
+The marker file is created right before the pause, which lasts SECONDS or until MARKER.go exists.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ def main() -> int:
 
     def pause() -> None:
         marker.write_text("paused")
-        time.sleep(seconds)
+        go = marker.with_name(marker.name + ".go")  # a test that is done with the pause ends it early
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not go.exists():
+            time.sleep(0.05)
 
     if where == "step":
         original_step = TunelabTrainer.training_step

@@ -136,6 +136,13 @@ def resume_problems(config: Config) -> list[str]:
             "(or pick another output_dir)."]
 
 
+def lock_problems(config: Config) -> list[str]:
+    """A live run already training into output_dir (train/run/run_lock.py): a second one is refused."""
+    from tunelab.train.run.run_lock import lock_problems as live_run_problems
+
+    return live_run_problems(config.training_values.get("output_dir"))
+
+
 def find_all_problems(config: Config, *, portable: bool = False, for_training: bool | None = None,
                       rows: bool = True) -> list[str]:
     """What `tunelab train` would refuse (`for_training`, by default when the config has do_train) or any
@@ -145,7 +152,7 @@ def find_all_problems(config: Config, *, portable: bool = False, for_training: b
 
     if for_training is None:
         for_training = bool(config.training_values.get("do_train"))
-    extra = (stage_problems, resume_problems) if for_training else ()
+    extra = (stage_problems, resume_problems, lock_problems) if for_training else ()
     return training_argument_problems(config) + find_problems(config, for_training=for_training, portable=portable,
                                                               rows=rows, extra_checks=extra)
 

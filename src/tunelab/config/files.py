@@ -79,21 +79,38 @@ def local_path_problems(config: Config) -> list[str]:
     return ([problem] if problem else []) + adapter_problems(config)
 
 
-def output_dir_problem(output_dir: str | None) -> str | None:
-    """output_dir must be a folder tunelab can create or write to (checked without creating it)."""
+#: the folders a config names for a command's results: key -> what goes there (for the messages)
+RESULT_FOLDERS: dict[str, str] = {
+    "output_dir": "the run's checkpoints and logs",
+    "export_dir": "the exported model",
+    "save_dir": "the evaluation results",
+}
+
+
+def output_dir_problem(output_dir: str | None, key: str = "output_dir") -> str | None:
+    """A result folder (`key`: output_dir, export_dir, save_dir) must be a folder tunelab can create or write
+    to (checked without creating it): an existing file there would be replaced by a folder, or crash the
+    command after all its work."""
     if not output_dir:
         return None
     import os
 
+    what = RESULT_FOLDERS.get(key, "the results")
     path = Path(output_dir).expanduser()
     if path.exists() and not path.is_dir():
-        return f"output_dir: '{output_dir}' is a file; choose a folder for the run's checkpoints and logs."
+        return f"{key}: '{output_dir}' is a file; choose a folder for {what}."
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing.is_file():
-        return f"output_dir: '{output_dir}' is inside {existing}, which is a file; choose another output_dir."
+        return f"{key}: '{output_dir}' is inside {existing}, which is a file; choose another {key}."
     if not os.access(existing, os.W_OK | os.X_OK):
-        return (f"output_dir: {existing} is not writable, so '{output_dir}' cannot be created; choose another "
-                "output_dir or fix its permissions.")
+        return (f"{key}: {existing} is not writable, so '{output_dir}' cannot be created; choose another "
+                f"{key} or fix its permissions.")
     return None
+
+
+def result_folder_problems(config: Config) -> list[str]:
+    """export_dir and save_dir, when set (output_dir is checked for training runs, which write it)."""
+    folders = {"export_dir": config.export.export_dir, "save_dir": config.evaluation.save_dir}
+    return [p for p in (output_dir_problem(value, key) for key, value in folders.items()) if p]

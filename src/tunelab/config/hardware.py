@@ -94,6 +94,10 @@ def hardware_problems(config: Config) -> list[str]:
     optim = bnb_optimizer(config.training_values)
     if optim:
         problems.append(f"optim: {optim} (bitsandbytes) needs a CUDA GPU and none was found; use optim: adamw_torch.")
+    if config.export.export_quantization_bit is not None:
+        problems.append(f"export_quantization_bit: {config.export.export_quantization_bit} (GPTQ) needs a CUDA GPU and "
+                        "none was found; export without export_quantization_bit here and quantize on a GPU machine, "
+                        "or write a GGUF (tunelab export --gguf f16).")
     if model.flash_attn in ("fa2", "fa3"):
         problems.append(f"flash_attn: {model.flash_attn} needs a CUDA GPU and none was found; use flash_attn: auto "
                         "(PyTorch's sdpa attention) on this machine.")

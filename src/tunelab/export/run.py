@@ -71,6 +71,11 @@ def check_request(config: Config, options: ExportOptions) -> Path:
             raise UserError("export_format: original writes the family's own layout for its own code; GPTQ "
                             "(export_quantization_bit) and GGUF (--gguf) are written from the native layout: "
                             "use export_format: native for them.")
+    from tunelab.config.files import output_dir_problem
+
+    problem = output_dir_problem(config.export.export_dir, "export_dir")
+    if problem:
+        raise UserError(problem)
     out = Path(config.export.export_dir)
     publish.recover(out)  # an export killed while it replaced this folder: finish or undo that first
     if options.verify_only:

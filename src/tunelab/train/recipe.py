@@ -10,6 +10,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from tunelab.config.resolved import Config
@@ -62,17 +63,32 @@ def run_training(config: Config) -> TrainingRun:
         interrupted_outside_training,
         stop_on_signals,
     )
+    from tunelab.train.stages import room_of
 
     interrupt = InterruptCallback()
     try:
         with stop_on_signals(interrupt):
-            return _run_training(config, interrupt)
+            room = room_of(config.finetuning.stage)  # the stage's module: its check, collator and Trainer
+            preflight(config, extra_checks=[room.check_config])  # every problem at once, as `tunelab check` lists them
+            with _output_dir_lock(config):  # after the checks: a refused config creates no folder
+                return _run_training(config, interrupt, room)
     except Interrupted as interrupted:
         output_dir = str(config.training_values.get("output_dir", "."))
         raise interrupted_outside_training(interrupted, output_dir, interrupt.final_saved) from None
 
 
-def _run_training(config: Config, interrupt: Any) -> TrainingRun:
+def _output_dir_lock(config: Config) -> Any:
+    """One run per output folder (train/run/run_lock.py); rank 0 holds it for the whole distributed run."""
+    import contextlib
+
+    from tunelab.train.launch import is_main_process
+    from tunelab.train.run.run_lock import holding
+
+    output_dir = config.training_values.get("output_dir")
+    return holding(output_dir) if output_dir and is_main_process() else contextlib.nullcontext()
+
+
+def _run_training(config: Config, interrupt: Any, room: ModuleType) -> TrainingRun:
     import transformers
 
     from tunelab.data.templates import get_template
@@ -89,11 +105,8 @@ def _run_training(config: Config, interrupt: Any) -> TrainingRun:
     from tunelab.train.run.outputs import write_resolved_config
     from tunelab.train.run.resume import check_same_run, resolve_resume, run_record
     from tunelab.train.run.trainer_log import TrainerLogCallback
-    from tunelab.train.stages import room_of
 
-    # 1. setup: everything that can fail on the user's input fails here, before weights load
-    room = room_of(config.finetuning.stage)  # the stage's module: its check, collator and Trainer
-    preflight(config, extra_checks=[room.check_config])  # every problem at once, as `tunelab check` lists them
+    # 1. setup: everything that can fail on the user's input failed in preflight, before weights load
     values = _training_values(config)
     output_dir = values["output_dir"]
     checkpoint = resolve_resume(output_dir, values.pop("resume_from_checkpoint", None),

@@ -182,6 +182,8 @@ def publish(staging: Path, final: Path, *, keep_nested_manifests: bool = False) 
     `keep_nested_manifests` carries subfolders' manifests too (a training run's checkpoints)."""
     if not (staging / MANIFEST_NAME).is_file():
         raise RuntimeError(f"publish({staging}): write_manifest first")  # a programming error, not a user's
+    if final.exists() and not final.is_dir():  # never swap a user's file for a folder (export_dir: /etc/passwd)
+        raise UserError(f"{final} is a file, not a folder; nothing was replaced. Choose a folder for the output.")
     if not final.exists():
         os.replace(staging, final)
     else:
