@@ -92,7 +92,7 @@ def test_a_trained_vlm_adapter_merges_into_a_folder_transformers_loads(exported:
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from tunelab.model.multimodal import family_of_folder
+    from tunelab.model.multimodal import multimodal_family_of_folder
     from tunelab.model.processor import load_processor
 
     out = exported.export_dir
@@ -106,7 +106,7 @@ def test_a_trained_vlm_adapter_merges_into_a_folder_transformers_loads(exported:
     else:  # AutoProcessor needs torchvision for Qwen-VL's video part; tunelab's loader leaves it out
         with pytest.raises((OSError, ImportError)):
             AutoProcessor.from_pretrained(base)  # the base model does not load either: the machine, not the export
-        processor = load_processor(str(out), family_of_folder(str(out)), {})
+        processor = load_processor(str(out), multimodal_family_of_folder(str(out)), {})
     assert type(processor).__name__ == "Qwen2VLProcessor"
     inputs = _picture_inputs(processor, data_dir / "red.png")
     reference = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base), adapter).eval()

@@ -69,10 +69,10 @@ def _answers(out: Path, data: Path, rows: list[dict]) -> tuple[list[str], float]
     from tunelab.data.media import MediaOptions
     from tunelab.data.templates import get_template
     from tunelab.model.load import model_class
-    from tunelab.model.multimodal import family_of_folder
+    from tunelab.model.multimodal import multimodal_family_of_folder
     from tunelab.model.processor import load_processor
 
-    family = family_of_folder(str(out))
+    family = multimodal_family_of_folder(str(out))
     model = model_class(AutoConfig.from_pretrained(out)).from_pretrained(out).eval()
     processor = load_processor(str(out), family, {})
     media = MediaEncoding(processor, dict(family.placeholders), MediaOptions())

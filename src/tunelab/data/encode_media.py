@@ -16,6 +16,7 @@ The pixels themselves are not kept: rows store the media references, and the col
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -63,12 +64,12 @@ def has_media(example: Example) -> bool:
     return bool(example.images or example.videos or example.audios)
 
 
+_ANY_MARKER = re.compile("|".join(re.escape(m) for m in MARKERS.values()))
+
+
 def marker_order(messages: Sequence[Message]) -> list[str]:
     """Every marker of the conversation's text, in reading order."""
-    import re
-
-    pattern = re.compile("|".join(re.escape(m) for m in MARKERS.values()))
-    return [match.group(0) for message in messages for match in pattern.finditer(message.content or "")]
+    return [match.group(0) for message in messages for match in _ANY_MARKER.finditer(message.content or "")]
 
 
 def _with_placeholders(messages: Sequence[Message], placeholders: Mapping[str, str], source: str) -> list[Message]:

@@ -114,11 +114,11 @@ def _refuse_occupied(out: Path) -> None:
 def _refuse_multimodal_extras(config: Config, options: ExportOptions) -> None:
     """GGUF and GPTQ are written for text models; a vision / audio language model is refused before loading."""
     from tunelab.model.load import resolve_model_path
-    from tunelab.model.multimodal import family_of_folder
+    from tunelab.model.multimodal import multimodal_family_of_folder
 
     if not options.gguf and config.export.export_quantization_bit is None:
         return
-    family = family_of_folder(resolve_model_path(config.model.model_name_or_path, weights=False))
+    family = multimodal_family_of_folder(resolve_model_path(config.model.model_name_or_path, weights=False))
     if family is None:
         return
     if options.gguf:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tunelab.data.media import MARKERS
+
 #: the anchor's markers in data sets: one per image / video / audio file, in order
-IMAGE, VIDEO, AUDIO = "<image>", "<video>", "<audio>"
-MEDIA_COLUMNS: dict[str, str] = {"images": IMAGE, "videos": VIDEO, "audios": AUDIO}
+IMAGE, VIDEO, AUDIO = MARKERS["images"], MARKERS["videos"], MARKERS["audios"]  # the data's markers (data/media.py)
 
 _QWEN_VISION = {IMAGE: "<|vision_start|><|image_pad|><|vision_end|>",
                 VIDEO: "<|vision_start|><|video_pad|><|vision_end|>"}
@@ -109,7 +110,7 @@ def multimodal_family(model_type: str | None) -> MultimodalFamily | None:
     return _BY_MODEL_TYPE.get(model_type or "")
 
 
-def family_of_folder(path: str) -> MultimodalFamily | None:
+def multimodal_family_of_folder(path: str) -> MultimodalFamily | None:
     """The family of the model in a local folder (reads config.json only; None when it has none)."""
     import json
     from pathlib import Path
