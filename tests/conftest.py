@@ -22,6 +22,24 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _share_the_cores_between_workers() -> None:
+    """Under pytest-xdist (scripts/test.sh runs one worker per core) each worker gets its share of the cores:
+    two workers with two torch threads each on two cores run tiny models slower than one worker alone
+    (contended threads; see `one_torch_thread`). Child processes (`tunelab train` runs) inherit the share."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers < 2:
+        return
+    share = str(max(1, (os.cpu_count() or 1) // workers))
+    os.environ["OMP_NUM_THREADS"] = share
+    os.environ["MKL_NUM_THREADS"] = share
+    import torch
+
+    torch.set_num_threads(int(share))
+
+
+_share_the_cores_between_workers()
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     return SHARED

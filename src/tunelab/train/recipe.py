@@ -133,6 +133,8 @@ def _run_training(config: Config, interrupt: Any, room: ModuleType) -> TrainingR
     interrupt.phase = "tokenizing the data"
     with args.main_process_first(local=True, desc="tokenizing the data"):  # one rank builds the cache, the rest reuse it
         prepared = prepare_data(config, tokenizer, template, media)
+    if args.do_train:
+        check_some_step(prepared.train, args)
     record = run_record(config, args, tokenizer) if args.do_train else None  # stamped on every checkpoint
     if checkpoint is not None and record is not None:
         check_same_run(Path(checkpoint), record)  # the same configuration and data, or refused by name
@@ -261,6 +263,19 @@ def check_output_dir(output_dir: str) -> None:
     except OSError as error:
         raise UserError(f"output_dir {path} is not writable ({error.strerror or error}); choose another "
                         "output_dir or fix its permissions.") from None
+
+
+def check_some_step(train: Any, args: Any) -> None:
+    """A run that would take no optimizer step is refused: transformers "trains" 0 steps and reports success.
+    That happens when `dataloader_drop_last` drops the only, incomplete batch (fewer rows per process than
+    per_device_train_batch_size); an empty data set is refused earlier, by the data loaders."""
+    if not args.dataloader_drop_last or not hasattr(train, "__len__"):
+        return  # without drop_last every row is in some batch; a stream has no length to check
+    rows, batch = len(train), args.per_device_train_batch_size * max(args.world_size, 1)
+    if rows < batch:
+        raise UserError(f"dataloader_drop_last: true drops the only batch: the training set has {rows} rows, fewer "
+                        f"than one batch of {batch} (per_device_train_batch_size x processes), so no step would "
+                        "train. Lower per_device_train_batch_size, add data, or drop dataloader_drop_last.")
 
 
 def check_disk_space(output_dir: str, model: Any, *, full_weights: bool) -> None:
