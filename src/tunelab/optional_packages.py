@@ -51,6 +51,7 @@ PACKAGES: tuple[OptionalPackage, ...] = (
     OptionalPackage("fastapi", "fastapi", "api"),
     OptionalPackage("uvicorn", "uvicorn", "api"),
     OptionalPackage("sse-starlette", "sse_starlette", "api"),
+    OptionalPackage("llguidance", "llguidance", "api"),  # structured output (response_format, forced tool calls)
     OptionalPackage("lm-eval", "lm_eval", "eval-harness"),
     OptionalPackage("modelscope", "modelscope"),
     OptionalPackage("av", "av"),  # video files (frames given as pictures need nothing)

@@ -76,13 +76,34 @@ def test_end_of_turn_token_stops_and_is_not_shown(chat_model: ChatModel) -> None
 
 
 def test_close_cancels_generation(chat_model: ChatModel) -> None:
+    import time
+
+    engine: Any = chat_model.engine
     stream: Any = chat_model.stream_chat(HELLO, max_new_tokens=400)
     iterator = iter(stream)
     next(iterator)
     next(iterator)
     stream.close()
-    assert not stream._thread.is_alive()
+    deadline = time.monotonic() + 1
+    while engine.scheduler_state()["decoding"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.scheduler_state() == {"decoding": 0, "waiting": 0}  # the batcher dropped it
     assert stream.completion_tokens < 400
+
+
+def test_close_cancels_generate_on_the_one_at_a_time_path(chat_model: ChatModel) -> None:
+    engine: Any = chat_model.engine
+    engine.set_max_batch(1)
+    try:
+        stream: Any = chat_model.stream_chat(HELLO, max_new_tokens=400)
+        iterator = iter(stream)
+        next(iterator)
+        stream.close()
+        stream._thread.join(timeout=1)
+        assert not stream._thread.is_alive()
+        assert stream.completion_tokens < 400
+    finally:
+        engine.set_max_batch(16)
 
 
 def test_beam_search_returns_the_best_beam(chat_model: ChatModel) -> None:

@@ -51,3 +51,16 @@ def test_request_overrides() -> None:
     assert base.with_overrides(top_p=None, stop="##").stop == ("##",)
     assert base.with_overrides(stop=["a", "", "b"]).stop == ("a", "b")
     assert base.with_overrides(max_new_tokens=None) == base  # None means "not asked"
+
+
+def test_request_controls_ask_for_nothing_by_default_and_do_sample_wins() -> None:
+    from tunelab.infer.structured import Constraint
+
+    plain = SamplingParams()
+    assert (plain.presence_penalty, plain.frequency_penalty, plain.logit_bias, plain.logprobs, plain.constraint) == (
+        0.0, 0.0, (), None, None)
+    asked = plain.with_overrides(logprobs=0, logit_bias=((3, -100.0),), constraint=Constraint("json_object"))
+    assert (asked.logprobs, asked.logit_bias, asked.constraint.kind) == (0, ((3, -100.0),), "json_object")
+    assert hash(plain.with_overrides(constraint=Constraint("json_schema", schema={"type": "object"})))  # still hashable
+    greedy = plain.with_overrides(do_sample=False, temperature=1.5)  # the anchor's do_sample: false beats temperature
+    assert greedy.greedy and greedy.temperature == 1.5

@@ -8,6 +8,8 @@ A random tiny model cannot be asked for a tool call or a given sentence, so prot
 - a chat prompt: "You said: <last user message>. The end.";
 - plain text (no chat markers): " and so on, and so on."
 It streams one token per piece, honours max_new_tokens and counts the end-of-turn token like hf.
+`LiveServer` runs an app under uvicorn on loopback in a thread (here, not in conftest.py, so test modules
+can import it whichever conftest pytest loaded first).
 """
 
 from __future__ import annotations
@@ -102,3 +104,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """uvicorn serving an app in a thread, on 127.0.0.1 and a free port."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 for _module in ("fastapi", "uvicorn", "sse_starlette", "httpx"):
     pytest.importorskip(_module, reason=f"tests/serve need {_module} (pip install 'tunelab[api]')")
 
-from _serve_fakes import API_KEY, FakeEngine, free_port  # noqa: E402,F401
+from _serve_fakes import API_KEY, FakeEngine, LiveServer, free_port  # noqa: E402,F401
 
 from tunelab.data.templates import get_template  # noqa: E402
 from tunelab.infer.chat_model import ChatModel  # noqa: E402
@@ -40,32 +38,6 @@ def make_chat_model(qwen_tokenizer: Any) -> Callable[..., ChatModel]:
         return ChatModel(engine, template, SamplingParams(max_new_tokens=256), name="fake-model", scorer=scorer)
 
     return make
-
-
-class LiveServer:
-    """uvicorn serving an app in a thread, on 127.0.0.1 and a free port."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -17,11 +17,24 @@ def test_api_defaults_bind_loopback() -> None:
 
 def test_api_env_values() -> None:
     env = {"API_HOST": "0.0.0.0", "API_PORT": "8123", "API_KEY": "k", "API_MODEL_NAME": "mine",
-           "API_MAX_CONCURRENT": "4", "API_MAX_QUEUE": "0"}
-    assert ServerSettings.from_env(env) == ServerSettings("0.0.0.0", 8123, "k", "mine", 4, 0)
+           "API_MAX_CONCURRENT": "4", "API_MAX_QUEUE": "0", "API_MAX_CHOICES": "8", "API_MAX_REQUEST_TOKENS": "4096",
+           "API_MAX_BODY_BYTES": "65536", "API_MAX_BATCH": "4", "API_CORS_ORIGINS": "https://a.example, http://localhost:3000",
+           "API_ALLOWED_HOSTS": "api.example.com,*.internal"}
+    assert ServerSettings.from_env(env) == ServerSettings(
+        "0.0.0.0", 8123, "k", "mine", 4, 0, max_choices=8, max_request_tokens=4096, max_body_bytes=65536, max_batch=4,
+        cors_origins=("https://a.example", "http://localhost:3000"), allowed_hosts=("api.example.com", "*.internal"))
 
 
-@pytest.mark.parametrize(("key", "value"), [("API_PORT", "eighty"), ("API_PORT", "70000"), ("API_MAX_CONCURRENT", "0")])
+def test_allowed_hosts_follow_the_bind_address_unless_listed() -> None:
+    """Loopback: only loopback names (DNS rebinding); beyond loopback clients use names the server cannot know."""
+    assert ServerSettings.from_env({}).allowed_hosts == ("localhost", "127.0.0.1", "::1", "[::1]")
+    assert ServerSettings.from_env({}).cors_origins == ()
+    assert ServerSettings.from_env({"API_HOST": "0.0.0.0"}).allowed_hosts == ("*",)
+    assert ServerSettings.from_env({"API_HOST": "0.0.0.0", "API_ALLOWED_HOSTS": "box.lan"}).allowed_hosts == ("box.lan",)
+
+
+@pytest.mark.parametrize(("key", "value"), [("API_PORT", "eighty"), ("API_PORT", "70000"), ("API_MAX_CONCURRENT", "0"),
+                                          ("API_MAX_BODY_BYTES", "10"), ("API_MAX_CHOICES", "0")])
 def test_api_env_errors(key: str, value: str) -> None:
     with pytest.raises(UserError, match=key):
         ServerSettings.from_env({key: value})

@@ -107,6 +107,13 @@ CPU_DROPS = ("--fp16", "--quantization_bit 4", "--bf16 True", "--bf16", "--deeps
 FAST = ["--max_steps", "6", "--logging_steps", "1", "--learning_rate", "5e-3", "--save_steps", "100"]
 
 
+
+class _NoSocket:
+    """Stands in for the port `tunelab api` binds before loading the model (tests run in parallel)."""
+
+    def close(self) -> None:
+        pass
+
 def cpu_argv(seed: FamilySeed, model: Path) -> list[str]:
     argv = " " + seed.train.format(model=model) + " "
     for flag in CPU_DROPS:
@@ -267,9 +274,11 @@ def test_api_and_webchat_serve_the_trained_model(at, monkeypatch):
     from tunelab.cli import cmd_api
 
     served = {}
-    monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: served.update(app=app, **kwargs))
+    monkeypatch.setattr("tunelab.cli.cmd_api.bind", lambda host, port: _NoSocket())  # no real port 8000 taken
+    monkeypatch.setattr("tunelab.cli.cmd_api.serve",
+                        lambda app, settings, sock: served.update(app=app, host=settings.host, port=settings.port))
     assert cmd_api.main([*_adapter_args(at), f"template={at.seed.template}"]) == 0
-    reply = TestClient(served["app"]).post("/v1/chat/completions", json={
+    reply = TestClient(served["app"], base_url="http://localhost").post("/v1/chat/completions", json={
         "model": "x", "max_tokens": 3, "temperature": 0, "messages": [{"role": "user", "content": "你好"}]})
     assert reply.status_code == 200, reply.text
     assert reply.json()["choices"][0]["message"]["role"] == "assistant"

@@ -36,6 +36,13 @@ class Seed:
         return self.root / OUTPUT_DIR
 
 
+class _NoSocket:
+    """Stands in for the port `tunelab api` binds before loading the model (tests run in parallel)."""
+
+    def close(self) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def seed(tiny_llama3: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed]:
     """`llamafactory-cli train cust/train_llama3_lora_sft.yaml`, run once for the module."""
@@ -111,10 +118,12 @@ def test_api_serves_the_trained_adapter(at_seed, monkeypatch):
 
     served = {}
     monkeypatch.setenv("API_PORT", "8000")
-    monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: served.update(app=app, **kwargs))
+    monkeypatch.setattr("tunelab.cli.cmd_api.bind", lambda host, port: _NoSocket())  # no real port 8000 taken
+    monkeypatch.setattr("tunelab.cli.cmd_api.serve",
+                        lambda app, settings, sock: served.update(app=app, host=settings.host, port=settings.port))
     assert cmd_api.main(["cust/train_llama3_lora_sft.yaml", f"adapter_name_or_path={OUTPUT_DIR}"]) == 0
     assert served["port"] == 8000 and served["host"] == "127.0.0.1"
-    client = TestClient(served["app"])
+    client = TestClient(served["app"], base_url="http://localhost")
     reply = client.post("/v1/chat/completions", json={"model": "x", "max_tokens": 4, "temperature": 0,
                                                       "messages": [{"role": "user", "content": "什么是ETF？"}]})
     assert reply.status_code == 200, reply.text

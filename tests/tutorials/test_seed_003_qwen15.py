@@ -24,6 +24,13 @@ SINGLE_LORA_QWEN = (
 )
 
 
+class _NoSocket:
+    """Stands in for the port `tunelab api` binds before loading the model (tests run in parallel)."""
+
+    def close(self) -> None:
+        pass
+
+
 @pytest.fixture
 def llama_factory_dir(tmp_path: Path) -> Path:
     """The tutorial's LLaMA-Factory/data: alpaca_gpt4_zh registered as the local alpaca_gpt4_data_zh.json."""
@@ -73,9 +80,10 @@ def test_the_script_trains_with_those_changes(llama_factory_dir, tiny_qwen, caps
     from tunelab.cli import cmd_api
 
     served = {}
-    monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: served.update(app=app))
+    monkeypatch.setattr("tunelab.cli.cmd_api.bind", lambda host, port: _NoSocket())  # no real port 8000 taken
+    monkeypatch.setattr("tunelab.cli.cmd_api.serve", lambda app, settings, sock: served.update(app=app))
     assert cmd_api.main([f"model_name_or_path={tiny_qwen}", f"adapter_name_or_path={out}", "template=qwen"]) == 0
-    reply = TestClient(served["app"]).post("/v1/chat/completions", json={
+    reply = TestClient(served["app"], base_url="http://localhost").post("/v1/chat/completions", json={
         "model": "x", "max_tokens": 3, "temperature": 0, "messages": [{"role": "user", "content": "保持健康的三个提示。"}]})
     assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["role"] == "assistant"
 

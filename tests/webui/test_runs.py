@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from tunelab.webui import runs
+from tunelab.webui.i18n import texts
 from tunelab.webui.progress import hms, progress_markdown, progress_of
 from tunelab.webui.yaml_config import build_config
 
-TEXTS = {"no_run": "no run", "step": "step", "status_running": "running", "status_finished": "finished"}
+TEXTS = texts("en")
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> None:

@@ -3,6 +3,7 @@ gives exactly the expected config, which the real parser accepts."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,15 @@ import yaml
 from tunelab.config.groups import all_fields
 from tunelab.config.parser import parse_config
 from tunelab.errors import UserError
-from tunelab.webui.fields import FIELDS, FIXED_KEYS, config_to_fields, fields_of
+from tunelab.webui.fields import (
+    FIELDS,
+    FIXED_KEYS,
+    FieldError,
+    config_to_fields,
+    field_problems,
+    field_to_config,
+    fields_of,
+)
 from tunelab.webui.yaml_config import build_config, command_line, parse_extra, to_yaml, write_yaml
 
 LORA_VALUES = {
@@ -27,17 +36,20 @@ LORA_VALUES = {
     # settings of other groups, which must not leak into a LoRA SFT config
     "freeze_trainable_layers": 4, "pref_beta": 0.3, "pref_loss": "ipo",
 }
-LORA_EXPECTED = {
+LORA_EXPECTED = {  # every value the user set, and none left at the config's default (sft, lora, use_dora false...)
     "do_train": True, "plot_loss": True, "report_to": "none",
-    "model_name_or_path": "tunelab/tiny-chat", "template": "chatml", "finetuning_type": "lora",
-    "stage": "sft", "dataset_dir": "data", "dataset": "identity,alpaca_en_demo", "learning_rate": 1e-4,
+    "model_name_or_path": "tunelab/tiny-chat", "template": "chatml",
+    "dataset": "identity,alpaca_en_demo", "learning_rate": 1e-4,
     "num_train_epochs": 2.0, "max_steps": 20, "max_samples": 50, "cutoff_len": 256,
     "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, "lr_scheduler_type": "cosine",
-    "max_grad_norm": 1.0, "val_size": 0.1, "warmup_steps": 0.0, "logging_steps": 1, "save_steps": 10,
+    "val_size": 0.1, "logging_steps": 1, "save_steps": 10,
     "seed": 7, "output_dir": "saves/tiny/lora/run1", "lora_rank": 16, "lora_dropout": 0.05,
-    "lora_target": "q_proj,v_proj", "use_rslora": True, "use_dora": False, "pissa_init": False,
-    "create_new_adapter": False,
+    "lora_target": "q_proj,v_proj", "use_rslora": True,
 }
+# What the browser sends for a board nobody touched, every group opened: number boxes as text, the empty
+# ones as "" (a gr.Number sent 0 for them: lora_alpha 0 and loraplus_lr_ratio 0 made LoRA learn nothing).
+UNTOUCHED_BROWSER = {f.name: ("" if f.default is None else str(f.default)) if f.kind in ("int", "float") else f.default
+                     for f in FIELDS}
 
 
 def test_every_field_writes_known_config_keys() -> None:
@@ -82,11 +94,12 @@ def test_full_finetuning_with_bf16_a_checkpoint_and_extra_keys() -> None:
 def test_freeze_dpo_and_quantized_lora() -> None:
     config = build_config("train", {**LORA_VALUES, "finetuning_type": "freeze", "stage": "dpo",
                                     "dataset": ["dpo_en_demo"], "compute_type": "fp16"})
-    assert {k: config[k] for k in ("freeze_trainable_layers", "freeze_trainable_modules", "pref_beta", "pref_ftx",
-                                    "pref_loss", "fp16")} == {
-        "freeze_trainable_layers": 4, "freeze_trainable_modules": "all", "pref_beta": 0.3, "pref_ftx": 0.0,
+    assert {k: config[k] for k in ("finetuning_type", "stage", "freeze_trainable_layers", "pref_beta", "pref_loss",
+                                   "fp16")} == {
+        "finetuning_type": "freeze", "stage": "dpo", "freeze_trainable_layers": 4, "pref_beta": 0.3,
         "pref_loss": "ipo", "fp16": True}
-    assert "freeze_extra_modules" not in config and "kto_chosen_weight" not in config
+    for left_at_default in ("freeze_trainable_modules", "pref_ftx", "freeze_extra_modules", "kto_chosen_weight"):
+        assert left_at_default not in config
     lora = build_config("train", {**LORA_VALUES, "quantization_bit": "4", "checkpoint_path": "saves/a"})
     assert lora["quantization_bit"] == 4 and lora["adapter_name_or_path"] == "saves/a"
 
@@ -97,16 +110,16 @@ def test_eval_export_and_chat_configs() -> None:
               "export_dir": "models/m", "export_size": 2, "export_quantization_bit": "none"}
     evaluation = build_config("eval", values)
     assert evaluation == {
-        "model_name_or_path": "tunelab/tiny-chat", "template": "chatml", "finetuning_type": "lora",
-        "adapter_name_or_path": "saves/tiny/lora/run1", "dataset_dir": "data", "eval_dataset": "identity",
-        "n_shot": 5, "lang": "en", "cutoff_len": 128, "max_samples": 8, "batch_size": 4, "max_new_tokens": 32,
-        "top_p": 0.7, "temperature": 0.95, "save_dir": "saves/e1"}
+        "model_name_or_path": "tunelab/tiny-chat", "template": "chatml",
+        "adapter_name_or_path": "saves/tiny/lora/run1", "eval_dataset": "identity",
+        "cutoff_len": 128, "max_samples": 8, "max_new_tokens": 32, "save_dir": "saves/e1"}
     export = build_config("export", values)
     assert export == {
-        "model_name_or_path": "tunelab/tiny-chat", "template": "chatml", "finetuning_type": "lora",
-        "adapter_name_or_path": "saves/tiny/lora/run1", "export_dir": "models/m", "export_size": 2.0,
-        "export_dtype": "auto", "export_device": "cpu", "export_legacy_format": False}
-    assert build_config("chat", values)["infer_backend"] == "huggingface"
+        "model_name_or_path": "tunelab/tiny-chat", "template": "chatml",
+        "adapter_name_or_path": "saves/tiny/lora/run1", "export_dir": "models/m", "export_size": 2.0}
+    assert build_config("chat", values) == {"model_name_or_path": "tunelab/tiny-chat", "template": "chatml",
+                                            "adapter_name_or_path": "saves/tiny/lora/run1"}
+    assert build_config("chat", {**values, "infer_backend": "vllm", "top_p": 0.5})["top_p"] == 0.5
 
 
 def test_load_config_fills_the_fields_back() -> None:
@@ -115,7 +128,56 @@ def test_load_config_fills_the_fields_back() -> None:
     assert extra == {"packing": True}
     assert values["dataset"] == ["identity", "alpaca_en_demo"] and values["compute_type"] == "fp32"
     assert build_config("train", {**LORA_VALUES, **values}, to_yaml(extra)) == config
-    assert {f.name for f in fields_of("train")} >= set(values)
+    assert {f.name for f in fields_of("train")} == set(values)
+    # a key the file leaves out loads as its default, whatever the board showed before
+    assert values["gradient_accumulation_steps"] == 2 and values["lora_alpha"] is None and values["stage"] == "sft"
+    shown_before = {**LORA_VALUES, "lora_alpha": 64, "pref_beta": 0.9, "stage": "dpo"}
+    assert build_config("train", {**shown_before, **values}, to_yaml(extra)) == config
+
+
+def test_every_field_starts_at_the_config_default() -> None:
+    """A box left as it came writes nothing: its starting value is what the config gives without the key.
+    Only the picks a run needs (model, template, training data) start with a value of their own."""
+    picks = {"model_name_or_path", "template", "dataset"}
+    for field in FIELDS:
+        written = field_to_config(dataclasses.replace(field, when=None), field.default, {})
+        assert written == {} or field.name in picks, (field.name, written)
+
+
+def test_an_untouched_board_writes_only_the_picks() -> None:
+    """Issue 22: every group opened, every box as it came: no LoRA alpha 0, no LoRA+ ratio 0, no defaults."""
+    fixed = FIXED_KEYS["train"]
+    assert build_config("train", UNTOUCHED_BROWSER) == {
+        **fixed, "model_name_or_path": "tunelab/tiny-chat", "template": "chatml", "dataset": "identity"}
+    for job in ("eval", "export", "chat"):
+        assert build_config(job, UNTOUCHED_BROWSER) == {"model_name_or_path": "tunelab/tiny-chat", "template": "chatml"}
+    emptied = {**UNTOUCHED_BROWSER, "lora_alpha": "  ", "loraplus_lr_ratio": "", "learning_rate": "", "max_steps": None,
+               "lr_scheduler_type": None, "output_dir": " ", "lora_target": ""}
+    assert build_config("train", emptied) == build_config("train", UNTOUCHED_BROWSER)
+    changed = build_config("train", {**UNTOUCHED_BROWSER, "lora_alpha": "32", "use_dora": True, "learning_rate": "2e-4"})
+    assert (changed["lora_alpha"], changed["use_dora"], changed["learning_rate"]) == (32, True, 2e-4)
+
+
+def test_text_that_is_not_a_number_names_the_field() -> None:
+    with pytest.raises(FieldError) as caught:
+        build_config("train", {**UNTOUCHED_BROWSER, "learning_rate": "abc"})
+    assert caught.value.message == ("Learning rate (learning_rate): 'abc' is not a number: write one (e.g. 5e-05 or "
+                                    "8), or leave the box empty for the default.")
+    assert caught.value.in_lang("zh").startswith("学习率 (learning_rate): 'abc' 不是数字")
+    with pytest.raises(FieldError, match=r"Batch size \(per_device_train_batch_size\): '2.5' is not a whole number"):
+        build_config("train", {**UNTOUCHED_BROWSER, "per_device_train_batch_size": "2.5"})
+    with pytest.raises(FieldError, match="'nan' is not a number"):
+        build_config("train", {**UNTOUCHED_BROWSER, "lora_alpha": "nan"})
+    problems = field_problems({**UNTOUCHED_BROWSER, "learning_rate": "abc", "save_steps": "1e9x"})
+    assert [p.field for p in problems] == ["learning_rate", "save_steps"]
+    assert field_problems({**UNTOUCHED_BROWSER, "export_size": "big"}, "train") == []  # another tab's box
+    assert [p.field for p in field_problems({**UNTOUCHED_BROWSER, "export_size": "big"}, "export")] == ["export_size"]
+    from tunelab.webui.components import boxes_problem
+
+    both = boxes_problem({**UNTOUCHED_BROWSER, "learning_rate": "abc", "save_steps": "x"}, "train", "zh")
+    assert both.count("⚠️") == 2 and "学习率 (learning_rate): 'abc' 不是数字" in both and "(save_steps): 'x'" in both
+    assert boxes_problem(UNTOUCHED_BROWSER, "train", "en") is None
+    assert build_config("train", {**UNTOUCHED_BROWSER, "max_steps": " 12 "})["max_steps"] == 12
 
 
 def test_bad_extra_yaml_is_a_user_error() -> None:

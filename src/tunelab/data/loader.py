@@ -51,11 +51,13 @@ def check_stage(attr: DatasetAttr, stage: str) -> None:
     """The anchor's rule: preference stages need `ranking: true` data sets, the other stages refuse them."""
     kind = get_stage_spec(stage).data
     if kind.is_ranking and not attr.ranking:
-        raise UserError(f"data set '{attr.name}' is not preference data (`ranking: true`), which stage {stage} needs")
+        raise UserError(f"dataset: data set '{attr.name}' is not preference data (`ranking: true`), which stage {stage} "
+                        "needs; pick a preference data set (e.g. dpo_en_demo) or another stage")
     if not kind.is_ranking and attr.ranking:
         pair_stages = " or ".join(stages_where(lambda spec: spec.data.is_ranking))
         raise UserError(
-            f"data set '{attr.name}' is preference data (`ranking: true`); stage {stage} cannot use it (use {pair_stages})"
+            f"dataset: data set '{attr.name}' is preference data (`ranking: true`); stage {stage} cannot use it (use "
+            f"{pair_stages})"
         )
     if attr.formatting == "alpaca" and kind.needs_response and not attr.ranking and not attr.column("response"):
         raise UserError(

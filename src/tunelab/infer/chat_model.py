@@ -12,9 +12,11 @@ holds the rules), and the engine is given the media beside the prompt.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from tunelab.data.conversation import Message
@@ -84,6 +86,21 @@ class ChatModel:
             self.tokenizer, self.template, messages, system=system, tools=tools, enable_thinking=self.enable_thinking
         )
 
+    @cached_property
+    def longest_token_chars(self) -> int:
+        """Characters the longest vocabulary entry spells (byte-level entries spell one character per byte, so
+        this bounds the characters any token decodes to): a text of C characters has at least C / this tokens."""
+        return max((len(token) for token in self.tokenizer.get_vocab()), default=1)
+
+    def refuse_huge(self, characters: int) -> None:
+        """Refuse, before tokenizing it, a text too long for the model whatever its tokens (a 10 MB prompt
+        would otherwise be tokenized, seconds of work and gigabytes of memory, only to be refused)."""
+        limit = self.engine.max_context
+        if limit is None or characters <= limit * self.longest_token_chars:
+            return
+        raise UserError(f"the prompt has {characters} characters: more than this model's {limit} tokens can hold "
+                        f"(a token spells at most {self.longest_token_chars} characters). Shorten the conversation.")
+
     def _fit(self, prompt_ids: list[int], params: SamplingParams) -> SamplingParams:
         """Refuse prompts the model cannot hold, and never ask for more tokens than fit after them."""
         limit = self.engine.max_context
@@ -106,6 +123,8 @@ class ChatModel:
         marker (a lone `<image>` would otherwise reach the model as a picture token without a picture)."""
         from tunelab.infer.media_prompt import ChatMedia, has_markers, media_prompt, refuse_text_only
 
+        self.refuse_huge(sum(len(m.content) for m in messages) + len(system or "")
+                         + (len(json.dumps(tools, ensure_ascii=False)) if tools else 0))
         media = ChatMedia.of(images, videos, audios)
         if not media and (self.media is None or not has_markers(messages)):
             return self.prompt_ids(messages, system, tools), None
@@ -131,6 +150,7 @@ class ChatModel:
 
     def stream_text(self, prompt: str, **overrides: Any) -> TextStream:
         """Continue plain text, no chat template (`/v1/completions`)."""
+        self.refuse_huge(len(prompt))
         ids = list(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
         if not ids:
             raise UserError("prompt: empty")

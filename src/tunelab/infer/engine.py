@@ -4,29 +4,52 @@ Everything above an engine (templates, tool calls, the API's protocol, the termi
 is written once against this interface, so the hf and vllm backends, and the fake engines of the
 tests, are interchangeable. Stop strings are applied here, in the base stream, so every backend
 honours them identically.
+
+An engine may decode several streams together (the hf engine's batcher, vLLM's scheduler); the server
+tells it how many at most with `set_max_batch`, and `/health` reports `scheduler_state()`. Streams
+started while `request_group` is set belong to that request, so a batching engine can share its rows
+fairly between requests (one asking for 64 choices does not take every row from the next one).
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from tunelab.infer.params import SamplingParams
 from tunelab.infer.stops import StopMatcher
 
+#: The request the streams started in this context belong to (the server sets it for each request; it
+#: follows the request into its worker threads). None: every stream is a request of its own.
+request_group: ContextVar[object | None] = ContextVar("tunelab_request_group", default=None)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log-probability and the `top` most likely tokens at its step, each (id, logprob):
+    log_softmax of the scores after the request's logits processors, before temperature / top-p / top-k."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
 
 class TextStream(abc.ABC):
     """One generation in progress. Iterate it for text pieces; afterwards `finish_reason`
-    ("stop" or "length") and `completion_tokens` are set. `cancel()` may be called from any thread
-    (a client went away); `close()` cancels and releases the backend's resources."""
+    ("stop" or "length") and `completion_tokens` are set, and, when `params.logprobs` is not None,
+    `token_logprobs` holds one `TokenLogprob` per generated token (the end-of-turn token included, as
+    `completion_tokens` counts it). `cancel()` may be called from any thread (a client went away);
+    `close()` cancels and releases the backend's resources."""
 
     def __init__(self, params: SamplingParams, prompt_tokens: int) -> None:
         self.params = params
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = 0
         self.finish_reason: str | None = None
+        self.token_logprobs: list[TokenLogprob] = []
         self._iterator: Iterator[str] | None = None
 
     @abc.abstractmethod
@@ -71,9 +94,14 @@ class TextStream(abc.ABC):
         return "".join(self)
 
     def close(self) -> None:
+        """Cancel, and end the iteration. Safe from any thread: while another thread is inside `next()`
+        (a server worker waiting for the next token), cancelling is what ends it there."""
         self.cancel()
         if self._iterator is not None:
-            self._iterator.close()  # type: ignore[attr-defined]
+            try:
+                self._iterator.close()  # type: ignore[attr-defined]
+            except ValueError:  # "generator already executing" in the other thread
+                pass
 
 
 @dataclass(frozen=True)
@@ -106,3 +134,11 @@ class Engine(abc.ABC):
     def describe(self) -> str:
         """One line for logs: backend and model."""
         return type(self).__name__
+
+    def set_max_batch(self, max_batch: int) -> None:  # noqa: B027 (a default, not an abstract method)
+        """How many sequences the engine may decode together (API_MAX_BATCH). Engines that schedule
+        themselves (vLLM) or run one stream per thread keep their own way and ignore it."""
+
+    def scheduler_state(self) -> dict[str, int] | None:
+        """Sequences decoding now and waiting for a place in the batch, for engines that batch; else None."""
+        return None

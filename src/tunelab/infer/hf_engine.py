@@ -1,47 +1,54 @@
-"""The default engine: transformers' `generate` in a worker thread, streamed token by token.
+"""The default engine: transformers models, streamed token by token, many requests decoded together.
 
-`generate` blocks, so it runs in its own thread and hands each new token to a queue (a
-`BaseStreamer`); the caller's iterator decodes them incrementally. A queue of ids rather than
-transformers' `TextIteratorStreamer` gives exact token counts (the API reports `usage`), the finish
-reason (end-of-turn token or length) and correct text for characters spanning tokens. Cancelling
-(stop string found, client gone) sets an event that a stopping criterion checks every step.
-A multimodal model's media tensors (`PromptMedia.tensors`) go to `generate` beside the ids, on the
-model's device, floating ones in the model's dtype (the processor returns float32 pixels).
+Text prompts go to the batcher (`infer/batching.py`): one scheduler thread decodes up to `max_batch`
+sequences in each forward pass, so concurrent requests share the model's work. Beam search (the best
+beam is known only at the end), prompts with media tensors, models whose cache cannot be stacked and
+`max_batch` 1 (API_MAX_BATCH=1: one generation at a time, the engine tunelab had before batching) run
+transformers' `generate` in a worker thread per stream instead, one sequence per call.
+
+Both paths hand ids to a `TokenSink` queue that the stream's iterator decodes incrementally: exact token
+counts (the API reports `usage`), the finish reason (end-of-turn token or length) and correct text for
+characters spanning tokens. Cancelling (stop string found, client gone) sets the sink's flag: the
+batcher drops the sequence before its next step, `generate` stops at its next step (a stopping
+criterion). Every sequence gets its request's logits processors (`infer/logits_processors.py`) and,
+when asked, its tokens' log-probs. A multimodal model's media tensors (`PromptMedia.tensors`) go to
+`generate` beside the ids, on the model's device, floating ones in the model's dtype.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import queue
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+from tunelab.infer.batching import END, Batcher, Sequence, TokenSink, batchable
 from tunelab.infer.detokenize import IncrementalDecoder
-from tunelab.infer.engine import Engine, PromptMedia, TextStream
+from tunelab.infer.engine import Engine, PromptMedia, TextStream, request_group
 from tunelab.infer.params import SamplingParams
+from tunelab.infer.sampling import TokenChooser, request_processors_for, token_logprob
 
 logger = logging.getLogger("tunelab.infer")
 
-_END = object()
+DEFAULT_MAX_BATCH = 16  # API_MAX_BATCH's default (serve/settings.py); `tunelab chat` and the board use it too
 
 
-class _IdQueueStreamer:
-    """transformers streamer protocol (`put` / `end`): the generated ids, one queue item per step."""
+class _SinkStreamer:
+    """transformers streamer protocol (`put` / `end`) into a sink: the generated ids, one item per step."""
 
-    def __init__(self) -> None:
-        self.queue: queue.Queue[Any] = queue.Queue()
+    def __init__(self, sink: TokenSink) -> None:
+        self.sink = sink
         self._prompt_seen = False
 
     def put(self, value: Any) -> None:
         if not self._prompt_seen:  # generate() first puts the prompt
             self._prompt_seen = True
             return
-        self.queue.put(value.reshape(-1).tolist())
+        self.sink.queue.put(value.reshape(-1).tolist())
 
     def end(self) -> None:
-        self.queue.put(_END)
+        self.sink.end()
 
 
 def _cancel_criterion(event: threading.Event) -> Any:
@@ -55,38 +62,71 @@ def _cancel_criterion(event: threading.Event) -> Any:
     return CancelCriterion()
 
 
+def _logprob_recorder(sink: TokenSink, top: int) -> Any:
+    """A last logits processor of `generate`'s list: it sees the scores after the request's processors
+    and before the sampling warpers (transformers appends those after the caller's processors)."""
+    from transformers import LogitsProcessor
+
+    class LogprobRecorder(LogitsProcessor):
+        def __init__(self) -> None:
+            self.scores: Any = None
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            self.scores = scores.float()
+            return scores
+
+    class RecordingStreamer(_SinkStreamer):
+        def put(self, value: Any) -> None:
+            if self._prompt_seen and recorder.scores is not None:
+                tokens = value.reshape(-1).tolist()
+                sink.logprobs.extend(token_logprob(recorder.scores, t, top) for t in tokens)
+            super().put(value)
+
+    recorder = LogprobRecorder()
+    return recorder, RecordingStreamer(sink)
+
+
 class HfTextStream(TextStream):
     def __init__(self, engine: HfEngine, prompt_ids: list[int], params: SamplingParams,
                  media: PromptMedia | None = None) -> None:
         super().__init__(params, len(prompt_ids))
-        self._media = media
         self._engine = engine
-        self._cancelled = threading.Event()
-        self._streamer = _IdQueueStreamer()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(prompt_ids,), daemon=True, name="tunelab-generate")
-        self._thread.start()
+        self._sink = TokenSink()
+        self._thread: threading.Thread | None = None
+        processors = request_processors_for(params, engine.tokenizer, prompt_ids)
+        if engine.batches(params, media):
+            chooser = TokenChooser(params, processors, engine.model.device)
+            engine.batcher.submit(Sequence(list(prompt_ids), chooser, engine.token_limit(len(prompt_ids), params),
+                                           frozenset(engine.stop_ids), self._sink, group=request_group.get()))
+        else:
+            self._thread = threading.Thread(target=self._run, args=(prompt_ids, processors, media), daemon=True,
+                                            name="tunelab-generate")
+            self._thread.start()
 
-    def _run(self, prompt_ids: list[int]) -> None:
+    def _run(self, prompt_ids: list[int], processors: list[Any], media: PromptMedia | None) -> None:
         try:
-            self._engine.run_generate(prompt_ids, self.params, self._streamer, self._cancelled, self._media)
+            self._engine.run_generate(prompt_ids, self.params, self._sink, processors, media)
         except BaseException as error:  # surfaced to the consumer thread
-            self._error = error
-            self._streamer.end()
+            self._sink.end(error)
 
     def cancel(self) -> None:
-        self._cancelled.set()
+        self._sink.cancel()
+        if self._thread is None:
+            self._engine.batcher.wake()
 
     def _pieces(self) -> Iterator[str]:
         decoder = IncrementalDecoder(self._engine.tokenizer, skip_special_tokens=self.params.skip_special_tokens)
         stop_ids = set(self._engine.stop_ids)
+        record = self.params.logprobs is not None
         last = None
         try:
             while True:
-                item = self._streamer.queue.get()
-                if item is _END:
+                item = self._sink.queue.get()
+                if item is END:
                     break
                 for token in item:
+                    if record and len(self._sink.logprobs) > self.completion_tokens:
+                        self.token_logprobs.append(self._sink.logprobs[self.completion_tokens])
                     self.completion_tokens += 1
                     last = token
                     if token in stop_ids:
@@ -94,15 +134,16 @@ class HfTextStream(TextStream):
                     text = decoder.push(token)
                     if text:
                         yield text
-            if self._error is not None:
-                raise RuntimeError(f"generation failed: {self._error}") from self._error
+            if self._sink.error is not None:
+                raise RuntimeError(f"generation failed: {self._sink.error}") from self._sink.error
             tail = decoder.flush()
             if tail:
                 yield tail
             self.finish_reason = "stop" if last in stop_ids else self._length_or_stop()
         finally:
-            self._cancelled.set()
-            self._thread.join()
+            self.cancel()
+            if self._thread is not None:
+                self._thread.join()
 
     def _length_or_stop(self) -> str:
         limit = self.params.max_new_tokens
@@ -120,15 +161,38 @@ def _max_context(config: Any) -> int | None:
 class HfEngine(Engine):
     """A transformers causal LM (adapters already applied) and its tokenizer."""
 
-    def __init__(self, model: Any, tokenizer: Any, stop_ids: list[int]) -> None:
+    def __init__(self, model: Any, tokenizer: Any, stop_ids: list[int], *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.stop_ids = list(stop_ids)
         self.max_context = _max_context(model.config)
+        self.batcher = Batcher(self.model, max_batch)
+        self._batchable: bool | None = None  # probed on the first text prompt
         self._seed_lock = threading.Lock()
 
     def describe(self) -> str:
         return f"huggingface ({type(self.model).__name__}, {self.model.dtype}, {self.model.device})"
+
+    def set_max_batch(self, max_batch: int) -> None:
+        self.batcher.max_batch = max_batch
+
+    def scheduler_state(self) -> dict[str, int] | None:
+        return self.batcher.state()
+
+    def batches(self, params: SamplingParams, media: PromptMedia | None) -> bool:
+        """Whether a generation goes to the batcher (else: `generate` in a thread of its own)."""
+        if params.num_beams > 1 or (media is not None and media.tensors) or self.batcher.max_batch <= 1:
+            return False
+        if self._batchable is None:
+            self._batchable = batchable(self.model)
+        return self._batchable
+
+    def token_limit(self, prompt_tokens: int, params: SamplingParams) -> int:
+        """New tokens a generation may make: max_new_tokens, else what max_length (or the model) leaves."""
+        if params.max_new_tokens is not None:
+            return params.max_new_tokens
+        total = params.max_length or self.max_context or self.model.generation_config.max_length
+        return max(1, total - prompt_tokens)
 
     def stream(self, prompt_ids: list[int], params: SamplingParams, media_inputs: PromptMedia | None = None) -> TextStream:
         return HfTextStream(self, prompt_ids, params, media_inputs)
@@ -167,18 +231,24 @@ class HfEngine(Engine):
         config.update(**settings)
         return config
 
-    def run_generate(self, prompt_ids: list[int], params: SamplingParams, streamer: Any, cancelled: threading.Event,
+    def run_generate(self, prompt_ids: list[int], params: SamplingParams, sink: TokenSink, processors: list[Any],
                      media: PromptMedia | None = None) -> None:
-        """Blocking generation into `streamer` (runs in the stream's worker thread)."""
+        """Blocking generation into `sink` (runs in the stream's worker thread); `processors`: the request's."""
         import torch
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.model.device)
+        streamer: Any = _SinkStreamer(sink)
+        processors = list(processors)
+        if params.logprobs is not None and params.num_beams == 1:
+            recorder, streamer = _logprob_recorder(sink, params.logprobs)
+            processors.append(recorder)
         kwargs: dict[str, Any] = {
             "input_ids": input_ids,
             "attention_mask": torch.ones_like(input_ids),
             "generation_config": self.generation_config(params),
-            "stopping_criteria": StoppingCriteriaList([_cancel_criterion(cancelled)]),
+            "stopping_criteria": StoppingCriteriaList([_cancel_criterion(sink.cancelled)]),
+            "logits_processor": LogitsProcessorList(processors),
             **self.media_kwargs(media),
         }
         with torch.inference_mode():

@@ -12,9 +12,12 @@ import json
 import logging
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab.config.generating_args import GENERATION_KEYS
+
+if TYPE_CHECKING:
+    from tunelab.infer.structured import Constraint
 
 logger = logging.getLogger("tunelab.infer")
 
@@ -35,6 +38,12 @@ class SamplingParams:
     skip_special_tokens: bool = True
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # OpenAI's per-request controls; the defaults ask for nothing (infer/logits_processors.py acts on them)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias in -100..100)
+    logprobs: int | None = None  # None: not asked; k >= 0: the chosen token's log-prob and k alternatives
+    constraint: Constraint | None = None  # structured output (response_format, tool_choice)
 
     def with_overrides(self, **values: Any) -> SamplingParams:
         """A copy with the given non-None values; temperature 0 means greedy, a positive one sampling (OpenAI)."""

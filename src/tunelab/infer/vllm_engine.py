@@ -7,12 +7,19 @@ itself. A LoRA adapter (`adapter_name_or_path`, one folder) is served unmerged t
 `LoRARequest`, as vLLM recommends. A multimodal prompt goes in as vLLM's `multi_modal_data` (the decoded
 pictures, clips, waveforms) with the prompt ids *before* the processor's expansion: vLLM runs the model's
 processor itself and expands each placeholder as it does for its own chat route (`vllm_prompt`).
+A request's OpenAI controls map to vLLM's own: presence / frequency penalties, logit_bias, logprobs
+(vLLM's top-k per token, read into `TokenLogprob`s) and structured output (`StructuredOutputsParams`:
+json_object, a JSON schema, or the lark grammar, which vLLM's "guidance" backend runs with the same
+llguidance as the hf engine; the engine defaults to that backend unless `vllm_config` names another).
+vLLM schedules and batches itself, so `set_max_batch` leaves it alone (its `max_num_seqs` is the
+batch limit, settable through `vllm_config`).
 Checked on the lent GPU machine, not in CI (no CUDA there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import threading
@@ -21,28 +28,65 @@ from collections.abc import Iterator
 from typing import Any
 
 from tunelab.errors import UserError, require_package
-from tunelab.infer.engine import Engine, PromptMedia, TextStream
+from tunelab.infer.engine import Engine, PromptMedia, TextStream, TokenLogprob
 from tunelab.infer.params import SamplingParams
 
 logger = logging.getLogger("tunelab.infer")
+
+
+def structured_outputs(params: SamplingParams) -> Any:
+    """The request's constraint as vLLM's `StructuredOutputsParams` (None without one)."""
+    constraint = params.constraint
+    if constraint is None:
+        return None
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if constraint.kind == "json_object":
+        return StructuredOutputsParams(json_object=True)
+    if constraint.kind == "json_schema":
+        return StructuredOutputsParams(json=dict(constraint.schema or {}))
+    return StructuredOutputsParams(grammar=constraint.grammar)
 
 
 def vllm_sampling_params(params: SamplingParams, stop_ids: list[int]) -> Any:
     """tunelab's settings in vLLM's terms (greedy = temperature 0)."""
     from vllm import SamplingParams as VllmParams
 
+    extra: dict[str, Any] = {}
+    if params.logit_bias:
+        extra["logit_bias"] = dict(params.logit_bias)
+    if params.logprobs is not None:
+        extra["logprobs"] = params.logprobs
+    constraint = structured_outputs(params)
+    if constraint is not None:
+        extra["structured_outputs"] = constraint
     return VllmParams(
         n=1,
         temperature=0.0 if params.greedy else params.temperature,
         top_p=1.0 if params.greedy else params.top_p,
         top_k=-1 if params.greedy or not params.top_k else params.top_k,
         repetition_penalty=params.repetition_penalty,
+        presence_penalty=params.presence_penalty,
+        frequency_penalty=params.frequency_penalty,
         max_tokens=params.max_new_tokens,
         stop_token_ids=list(stop_ids),
         stop=list(params.stop) or None,
         seed=params.seed,
         skip_special_tokens=params.skip_special_tokens,
+        **extra,
     )
+
+
+def token_logprobs(token_ids: list[int], entries: list[Any] | None, top: int) -> list[TokenLogprob]:
+    """vLLM's per-token logprob dicts (token id -> Logprob with `.logprob`, `.rank`) as TokenLogprobs."""
+    out = []
+    for token, entry in zip(token_ids, entries or [], strict=False):
+        ranked = sorted((item for item in entry.items() if item[1].rank is not None and item[1].rank <= top),
+                        key=lambda item: item[1].rank)
+        chosen = entry.get(token)
+        out.append(TokenLogprob(token_id=int(token), logprob=float(chosen.logprob) if chosen is not None else float("nan"),
+                                top=tuple((int(t), float(lp.logprob)) for t, lp in ranked)))
+    return out
 
 
 def vllm_prompt(prompt_ids: list[int], media: PromptMedia | None) -> dict[str, Any]:
@@ -82,6 +126,10 @@ class VllmTextStream(TextStream):
                 yield choice.text[sent:]
                 sent = len(choice.text)
             self.completion_tokens = len(choice.token_ids)
+            if self.params.logprobs is not None and choice.logprobs:  # cumulative outputs: convert the new ones
+                done = len(self.token_logprobs)
+                self.token_logprobs += token_logprobs(list(choice.token_ids)[done:], list(choice.logprobs)[done:],
+                                                      self.params.logprobs)
             if output.finished:
                 self.finish_reason = "length" if choice.finish_reason == "length" else "stop"
 
@@ -97,6 +145,8 @@ class VllmEngine(Engine):
         if len(adapters) > 1:
             raise UserError("infer_backend: vllm serves one LoRA adapter; merge the others first with `tunelab export`.")
         extra = json.loads(model_args.vllm_config) if model_args.vllm_config else {}
+        if "structured_outputs_config" in {f.name for f in dataclasses.fields(AsyncEngineArgs)}:
+            extra.setdefault("structured_outputs_config", {"backend": "guidance"})  # llguidance's lark, as the hf engine
         args = AsyncEngineArgs(
             model=model_path,
             trust_remote_code=model_args.trust_remote_code,

@@ -25,11 +25,30 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
+class RequestCancelled(Exception):
+    """The request's job was cancelled (its client went away): nothing more is started for it."""
+
+
+#: loc entries pydantic adds for the member of a union it tried (`prompt.constrained-str`): not field names
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none"})
+
+
+def _param(loc: Any) -> str | None:
+    parts = [str(p) for p in loc if p != "body"
+             and not (isinstance(p, str) and (p in _UNION_TAGS or any(c in p for c in "[]-")))]
+    return ".".join(parts) or None
+
+
 def validation_error(errors: list[dict[str, Any]]) -> ApiError:
-    """pydantic's errors as one readable 400 message naming the first bad field."""
+    """pydantic's errors as one readable 400 message naming the first bad field (text that is not valid
+    Unicode first: of a union's failed members, that is the one that says what is wrong)."""
+    unicode = [e for e in errors if e.get("type") == "string_unicode"]
+    if unicode:
+        param = _param(unicode[0].get("loc", ()))
+        return ApiError(400, f"{param}: invalid text (a lone UTF-16 surrogate such as \\ud83d); send valid UTF-8.",
+                        param=param, code="invalid_text")
     first = errors[0] if errors else {}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
+    param = _param(first.get("loc", ()))
     message = f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg", "invalid request body"))
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem(s))"

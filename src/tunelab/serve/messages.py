@@ -1,9 +1,13 @@
 """OpenAI chat messages → tunelab's internal `Message`s, with the OpenAI rules made explicit.
 
 One leading system (or developer) message becomes the system prompt; assistant messages with
-`tool_calls` become function-call turns (JSON, the internal form); `tool` messages become
-observations. Anything the templates cannot express (a system message mid-conversation, media
-outside user messages) is a 400 that says so, rather than being dropped silently.
+`tool_calls` (or the legacy `function_call`) become function-call turns (JSON, the internal form); `tool`
+messages become observations. Tool turns are written as the official templates write them: where the
+template's tool format writes an assistant's text beside its calls (Qwen), the turn keeps both, and
+consecutive tool results the format writes in one turn (Qwen's `<tool_response>` blocks) become one
+observation; a jinja (`template: auto`) template gets them as they came, since its jinja does both itself.
+Anything the templates cannot express (a system message mid-conversation, media outside user messages)
+is a 400 that says so, rather than being dropped silently.
 
 Media parts of user messages (`image_url`, `video_url`, `input_audio`) become a `<image>` / `<video>` /
 `<audio>` marker where the part stands in the text, and their files are collected in order, which is how
@@ -22,6 +26,7 @@ from typing import Any
 
 from tunelab.data.conversation import Message, Role
 from tunelab.data.media import MARKERS, is_remote
+from tunelab.data.templates.tools import ToolCall, ToolFormat
 from tunelab.serve.errors import ApiError
 from tunelab.serve.protocol import ChatMessage, ContentPart
 
@@ -103,11 +108,31 @@ def _arguments(value: str | dict[str, Any], index: int) -> Any:
                        param=f"messages.{index}.tool_calls") from None
 
 
-def to_internal(messages: list[ChatMessage]) -> Conversation:
-    """The system prompt, turns and media; the conversation must end with a user or tool turn."""
+def _calls(message: ChatMessage, index: int) -> list[dict[str, Any]]:
+    calls = list(message.tool_calls or [])
+    functions = [c.function for c in calls] + ([message.function_call] if message.function_call else [])
+    return [{"name": f.name, "arguments": _arguments(f.arguments, index)} for f in functions]
+
+
+def _assistant(message: ChatMessage, index: int, tool_format: ToolFormat | None) -> Message:
+    """An assistant turn: its text, its calls, or both where the tool format writes both."""
+    calls = _calls(message, index)
+    if not calls:
+        return Message(Role.ASSISTANT, _text(message, index))
+    text = _text(message, index)
+    if text and tool_format is not None and tool_format.content_joiner is not None:
+        written = tool_format.format_calls([ToolCall(c["name"], c["arguments"]) for c in calls])
+        return Message(Role.ASSISTANT, text + tool_format.content_joiner + written)
+    return Message(Role.FUNCTION, json.dumps(calls, ensure_ascii=False))
+
+
+def to_internal(messages: list[ChatMessage], tool_format: ToolFormat | None = None) -> Conversation:
+    """The system prompt, turns and media; the conversation must end with a user or tool turn.
+    `tool_format`: the template's, when tunelab writes its tool turns (None: a jinja template writes them)."""
     system: str | None = None
     turns: list[Message] = []
     conversation = Conversation(system=None, turns=turns)
+    previous_role = ""
     for index, message in enumerate(messages):
         if message.role in ("system", "developer"):
             if turns or system is not None:
@@ -116,14 +141,16 @@ def to_internal(messages: list[ChatMessage]) -> Conversation:
             system = _text(message, index)
         elif message.role == "user":
             turns.append(Message(Role.USER, _text(message, index, conversation)))
-        elif message.role == "assistant" and message.tool_calls:
-            calls = [{"name": c.function.name, "arguments": _arguments(c.function.arguments, index)}
-                     for c in message.tool_calls]
-            turns.append(Message(Role.FUNCTION, json.dumps(calls, ensure_ascii=False)))
         elif message.role == "assistant":
-            turns.append(Message(Role.ASSISTANT, _text(message, index)))
+            turns.append(_assistant(message, index, tool_format))
         else:  # tool / function results
-            turns.append(Message(Role.OBSERVATION, _text(message, index)))
+            text = _text(message, index)
+            joiner = tool_format.results_joiner if tool_format is not None else None
+            if joiner is not None and previous_role in ("tool", "function") and turns[-1].role == Role.OBSERVATION:
+                turns[-1] = Message(Role.OBSERVATION, turns[-1].content + joiner + text)
+            else:
+                turns.append(Message(Role.OBSERVATION, text))
+        previous_role = message.role
     if not turns:
         raise ApiError(400, "messages: the conversation needs at least one user message.", param="messages")
     if turns[-1].role not in (Role.USER, Role.OBSERVATION):

@@ -7,12 +7,13 @@ Nothing a job needs lives in the page: jobs are processes with their state in ru
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 from tunelab.webui import catalog, jobs
-from tunelab.webui.components import Board
+from tunelab.webui.components import Board, wire_number_checks
 from tunelab.webui.i18n import text
 from tunelab.webui.tab_chat import ChatHolder, build_chat_tab
 from tunelab.webui.tab_jobs import build_job_tab
@@ -21,6 +22,31 @@ from tunelab.webui.tab_train import build_train_tab
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from an offline machine
 
 TABS = (("tab_train", "train"), ("tab_eval", "eval"), ("tab_chat", "chat"), ("tab_export", "export"))
+
+# Labels wrap instead of being cut (check boxes, long field names at 1024 px); a box whose text is no
+# number gets a red frame beside its message.
+PAGE_CSS = """
+label span, .checkbox-container span, [data-testid="block-info"] { white-space: normal; overflow-wrap: anywhere; }
+.checkbox-container { min-width: 0; }
+.tunelab-invalid input, .tunelab-invalid textarea { border-color: #d93025 !important; }
+.tunelab-invalid [data-testid="block-info"] + div, .tunelab-invalid .info { color: #d93025; }
+"""
+# The log boxes follow their newest line: whenever a log's text changes, or a box hidden in another tab
+# is shown, it is scrolled to the end (with gradio's own autoscroll alone the boxes stayed at the top,
+# so a failed run's error was below the fold). Scrolling up to read changes neither, so it is left alone.
+LOG_BOXES = ("log_box", "eval_log", "export_log")
+PAGE_HEAD = """<script>
+(() => {
+  const seen = new WeakMap();
+  setInterval(() => {
+    for (const id of LOG_BOXES) {
+      const box = document.querySelector(`#${id} textarea`);
+      const key = box && `${box.scrollHeight}|${box.value}`;
+      if (box && seen.get(box) !== key) { seen.set(box, key); box.scrollTop = box.scrollHeight; }
+    }
+  }, 300);
+})();
+</script>""".replace("LOG_BOXES", json.dumps(LOG_BOXES))
 
 
 def _top_bar(board: Board, lang: str) -> None:
@@ -41,13 +67,14 @@ def _top_bar(board: Board, lang: str) -> None:
     def guess_template(path: str, current: str) -> str:
         return catalog.infer_template(path) or current
 
-    def checkpoints(current: str | None) -> Any:
-        choices = jobs.trained_checkpoints(board.saves_root)
+    def checkpoints(current: str | None, lang_now: str) -> Any:
+        choices = jobs.trained_checkpoints(board.saves_root, lang_now)
         return gr.update(choices=choices, value=current)
 
     model.change(guess_template, [model, template], template)
-    refresh.click(checkpoints, checkpoint, checkpoint)
-    board.on_load.append((lambda: checkpoints(None), [], [checkpoint]))
+    refresh.click(checkpoints, [checkpoint, board.lang], checkpoint)
+    board.on_load.append((lambda lang_now: checkpoints(None, lang_now), [board.lang], [checkpoint]))
+    board.on_language.append((checkpoints, [checkpoint], [checkpoint]))
 
 
 def build_board(saves_root: str | Path = "saves", lang: str = "en") -> Any:
@@ -73,6 +100,7 @@ def build_board(saves_root: str | Path = "saves", lang: str = "en") -> Any:
                         wires.append(build_job_tab(board, lang, kind))
         for wire in wires:
             wire()
+        wire_number_checks(board)
         _wire_language(board, tabs)
         for fn, inputs, outputs in board.on_load:
             demo.load(fn, inputs, outputs)
@@ -95,6 +123,8 @@ def _wire_language(board: Board, tabs: dict[str, Any]) -> None:
 
     outputs = [board.lang, *[c for _, c in labelled], *[b for _, b in buttons], *[t for _, t in tab_items]]
     board.lang.change(switch, board.lang, outputs)
+    for fn, inputs, outputs_ in board.on_language:  # lists whose entries carry words (run status, ...)
+        board.lang.change(fn, [*inputs, board.lang], outputs_)
 
 
 def launch_board(host: str = "127.0.0.1", port: int = 7860, share: bool = False, *, saves_root: str | Path = "saves",
@@ -103,5 +133,6 @@ def launch_board(host: str = "127.0.0.1", port: int = 7860, share: bool = False,
     demo = build_board(saves_root)
     demo.queue(default_concurrency_limit=4)
     _app, url, _share = demo.launch(server_name=host, server_port=port, share=share, ssr_mode=False,
-                                    prevent_thread_lock=not block, quiet=not block, inbrowser=False)
+                                    prevent_thread_lock=not block, quiet=not block, inbrowser=False,
+                                    css=PAGE_CSS, head=PAGE_HEAD)
     return demo, url

@@ -85,8 +85,10 @@ def preview_rows(dataset_dir: str | None, name: str, count: int = 5) -> tuple[in
     return len(rows), [getattr(r, "data", {"problem": str(r)}) for r in rows[:count]]
 
 
-def preview_text(dataset_dir: str | None, names: list[str], count: int = 5) -> str:
+def preview_text(dataset_dir: str | None, names: list[str], count: int = 5, *, lang: str = "en") -> str:
     """Markdown for the preview box: per data set, its size and first rows as JSON."""
+    from tunelab.webui.i18n import text
+
     if not names:
         return ""
     blocks = []
@@ -96,7 +98,7 @@ def preview_text(dataset_dir: str | None, names: list[str], count: int = 5) -> s
         except UserError as error:
             blocks.append(f"**{name}**: {error.message}")
             continue
-        size = f"{total} rows" if total is not None else "hub data set"
+        size = f"{total} {text('rows_word', lang)}" if total is not None else text("hub_dataset", lang)
         body = json.dumps(rows, ensure_ascii=False, indent=1)
         blocks.append(f"**{name}** · {size}\n```json\n{body}\n```")
     return "\n\n".join(blocks)

@@ -2,7 +2,8 @@
 
 Each field becomes one component whose `elem_id` is the field's name (tests and screenshots find
 inputs by it). Handlers receive all field values as positional inputs in table order and turn them
-back into a name → value mapping with `Board.values`.
+back into a name → value mapping with `Board.values`. A number box whose text is not a number says so
+under its label as soon as it is typed (`wire_number_checks`), and Start names it again.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.webui.fields import FIELDS, FIELDS_BY_NAME, Field
+from tunelab.errors import UserError
+from tunelab.webui.fields import FIELDS, FIELDS_BY_NAME, Field, FieldError, field_problems, field_value
 from tunelab.webui.i18n import text
 
 # Fields shown as sliders (the chat's generation controls), with (min, max, step).
@@ -36,10 +38,8 @@ def make_component(f: Field, lang: str, *, choices: list[str] | None = None, val
         return gr.Slider(low, high, value=value, step=step, **common)
     if f.kind == "bool":
         return gr.Checkbox(value=bool(value), **common)
-    if f.kind == "int":
-        return gr.Number(value=value, precision=0, **common)
-    if f.kind == "float":
-        return gr.Number(value=value, **common)
+    if f.kind in ("int", "float"):  # text, not gr.Number: an empty box must stay empty, "abc" must be seen
+        return gr.Textbox(value="" if value is None else str(value), lines=1, max_lines=1, **common)
     if f.kind in ("choice", "multi"):
         options = list(choices if choices is not None else f.choices)
         return gr.Dropdown(choices=options, value=value, multiselect=f.kind == "multi",
@@ -58,6 +58,8 @@ class Board:
     buttons: dict[str, tuple[str, Any]] = field(default_factory=dict)
     lang: Any = None
     on_load: list[tuple[Any, list[Any], list[Any]]] = field(default_factory=list)  # (fn, inputs, outputs)
+    # (fn, inputs, outputs) run again when the language changes; fn gets the inputs' values, then the language
+    on_language: list[tuple[Any, list[Any], list[Any]]] = field(default_factory=list)
 
     def add(self, f: Field | str, lang: str, **kwargs: Any) -> Any:
         f = FIELDS_BY_NAME[f] if isinstance(f, str) else f
@@ -86,3 +88,37 @@ class Board:
     @staticmethod
     def values(args: tuple[Any, ...] | list[Any]) -> dict[str, Any]:
         return {f.name: value for f, value in zip(FIELDS, args, strict=True)}
+
+
+def problem_text(error: UserError, lang: str) -> str:
+    """The status line for a refused action, in the page's language where the message has one."""
+    message = error.in_lang(lang) if isinstance(error, FieldError) else error.message
+    return f"⚠️ {message}"
+
+
+def boxes_problem(values: dict[str, Any], job: str, lang: str) -> str | None:
+    """Every number box of the job holding text that is not a number, as one status line (None: all
+    fine), so one press of a button names them all; the buttons check this before anything else."""
+    problems = field_problems(values, job)
+    return "⚠️ " + "\n\n⚠️ ".join(p.in_lang(lang) for p in problems) if problems else None
+
+
+def number_check(f: Field, raw: Any, lang: str) -> Any:
+    """The update of one number box after typing: its error under the label, or none."""
+    import gradio as gr
+
+    try:
+        field_value(f, raw)
+    except FieldError as error:
+        return gr.update(info=f"⚠️ {error.in_lang(lang)}", elem_classes=["tunelab-invalid"])
+    return gr.update(info="", elem_classes=[])  # "" clears it (None would leave the old message)
+
+
+def wire_number_checks(board: Board) -> None:
+    """Every number box (not the sliders) checks its text whenever it changes (typed or loaded); the
+    update touches only the message under the label, so it does not fire the change again."""
+    for f in FIELDS:
+        if f.kind in ("int", "float") and f.name not in SLIDERS and f.name in board.components:
+            box = board.components[f.name]
+            box.change(lambda raw, lang, f=f: number_check(f, raw, lang), [box, board.lang], box,
+                       show_progress="hidden")

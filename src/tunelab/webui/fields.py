@@ -5,15 +5,25 @@ default and choices, and when it applies (LoRA settings only with `finetuning_ty
 Generating the YAML, loading a YAML back into the fields and the unit tests all read this table,
 so a field can never write a key the config parser does not know (tests check every key against
 `tunelab.config.groups.all_fields()`).
+
+Values the user did not set are never written: a field starts at the config's own default (a test
+holds the table to `all_fields()`), and a field that is empty, or holds that default, leaves its key
+out of the YAML, so the run gets exactly what `tunelab train` would give a config without the key.
+Only the three picks a run cannot do without (model, template, data set) start with a value of their
+own. Number boxes are text boxes: an empty box stays empty (a browser number input turns it into 0),
+and text that is not a number is a `FieldError` naming the field instead of a key silently dropped.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tunelab.config.stages import STAGE_NAMES, stage_reads
+from tunelab.errors import UserError
 
 Values = Mapping[str, Any]
 
@@ -48,8 +58,10 @@ class Field:
     """One input of the board.
 
     `keys` are the config keys it writes. `convert(value, values)` turns the component's value into
-    those keys (default: `{keys[0]: value}` with empty values left out, so the config default holds);
-    `load(config)` is its inverse for "Load config". `when(values)` says whether it applies now.
+    those keys (default: `{keys[0]: value}`); either way a key that is empty or holds the config's
+    default is left out (`field_to_config`). `default` is what a fresh board shows: the config's own
+    default, or None for an empty box. `load(config)` is the inverse for "Load config". `when(values)`
+    says whether it applies now.
     """
 
     name: str
@@ -63,25 +75,47 @@ class Field:
     load: Callable[[Mapping[str, Any]], Any] | None = None
 
 
+class FieldError(UserError):
+    """A box holds text its field cannot take (`reason`: a key of the i18n table), shown next to the
+    field and in the status line; nothing starts while one is left."""
+
+    def __init__(self, field: str, raw: Any, reason: str) -> None:
+        self.field, self.raw, self.reason = field, str(raw), reason
+        super().__init__(self.in_lang("en"))
+
+    def in_lang(self, lang: str) -> str:
+        from tunelab.webui.i18n import text
+
+        key = FIELDS_BY_NAME[self.field].keys[0]
+        return f"{text(self.field, lang)} ({key}): '{self.raw}' {text(self.reason, lang)}"
+
+
 def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or value == []
 
 
-def _number(value: Any, kind: str) -> Any:
-    """gradio numbers arrive as float; text boxes for learning rates as strings like '5e-5'."""
+def _number(name: str, value: Any, kind: str) -> int | float:
+    """Number boxes hold text ('5e-5', '8'); values from code arrive as numbers."""
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise FieldError(name, value, "not_a_number") from None
+    if math.isnan(number) or math.isinf(number):
+        raise FieldError(name, value, "not_a_number")
     if kind == "int":
-        return int(float(value))
-    if kind == "float":
-        return float(value)
-    return value
+        if not number.is_integer():
+            raise FieldError(name, value, "not_a_whole_number")
+        return int(number)
+    return number
 
 
 def field_value(field: Field, value: Any) -> Any:
-    """The typed value a field writes, or None when left empty."""
+    """The typed value a field writes, or None when left empty. Raises FieldError for text that is
+    not a number in a number box."""
     if _empty(value):
         return None
     if field.kind in ("int", "float"):
-        return _number(value, field.kind)
+        return _number(field.name, value, field.kind)
     if field.kind == "multi":
         items = [value] if isinstance(value, str) else list(value)
         return ",".join(str(v).strip() for v in items if str(v).strip()) or None
@@ -176,26 +210,26 @@ FIELDS: tuple[Field, ...] = (
     _f("learning_rate", "float", 5e-5, TRAIN),
     _f("num_train_epochs", "float", 3.0, TRAIN),
     _f("max_steps", "int", -1, TRAIN),
-    _f("max_samples", "int", 100000, TRAIN),
+    _f("max_samples", "int", None, TRAIN),
     Field("compute_type", ("bf16", "fp16"), "choice", "fp32", TRAIN, PRECISIONS, convert=_precision,
           load=_load_precision),
     _f("cutoff_len", "int", 2048, TRAIN),
-    _f("per_device_train_batch_size", "int", 2, TRAIN),
-    _f("gradient_accumulation_steps", "int", 8, TRAIN),
-    _f("lr_scheduler_type", "choice", "cosine", TRAIN, choices=SCHEDULERS),
+    _f("per_device_train_batch_size", "int", 8, TRAIN),
+    _f("gradient_accumulation_steps", "int", 1, TRAIN),
+    _f("lr_scheduler_type", "choice", "linear", TRAIN, choices=SCHEDULERS),
     _f("max_grad_norm", "float", 1.0, TRAIN),
     _f("val_size", "float", 0.0, TRAIN),
-    _f("warmup_steps", "float", 0.0, TRAIN),
-    _f("logging_steps", "int", 5, TRAIN),
-    _f("save_steps", "int", 100, TRAIN),
+    _f("warmup_steps", "float", 0, TRAIN),
+    _f("logging_steps", "int", 500, TRAIN),
+    _f("save_steps", "int", 500, TRAIN),
     _f("seed", "int", 42, TRAIN),
-    _f("output_dir", "text", "", TRAIN),
+    _f("output_dir", "text", None, TRAIN),
     # LoRA settings
     _f("lora_rank", "int", 8, LORA, when=_is_lora),
     _f("lora_alpha", "int", None, LORA, when=_is_lora),
     _f("lora_dropout", "float", 0.0, LORA, when=_is_lora),
     _f("lora_target", "text", "all", LORA, when=_is_lora),
-    _f("additional_target", "text", "", LORA, when=_is_lora),
+    _f("additional_target", "text", None, LORA, when=_is_lora),
     _f("loraplus_lr_ratio", "float", None, LORA, when=_is_lora),
     _f("use_rslora", "bool", False, LORA, when=_is_lora),
     _f("use_dora", "bool", False, LORA, when=_is_lora),
@@ -204,7 +238,7 @@ FIELDS: tuple[Field, ...] = (
     # freeze settings
     _f("freeze_trainable_layers", "int", 2, FREEZE, when=_is_freeze),
     _f("freeze_trainable_modules", "text", "all", FREEZE, when=_is_freeze),
-    _f("freeze_extra_modules", "text", "", FREEZE, when=_is_freeze),
+    _f("freeze_extra_modules", "text", None, FREEZE, when=_is_freeze),
     # preference settings: each shown for the stages that read it (dpo, kto)
     _f("pref_beta", "float", 0.1, PREF, when=_stage_reads("pref_beta")),
     _f("pref_ftx", "float", 0.0, PREF, when=_stage_reads("pref_ftx")),
@@ -213,31 +247,31 @@ FIELDS: tuple[Field, ...] = (
     _f("kto_rejected_weight", "float", 1.0, PREF, when=_stage_reads("kto_rejected_weight")),
     # evaluate & predict tab (`tunelab eval`: a data set with generation metrics, or a benchmark task)
     _f("eval_dataset_dir", "text", "data", EVAL, key="dataset_dir"),
-    _f("eval_dataset", "multi", [], EVAL),
-    _f("task", "text", "", EVAL),
+    _f("eval_dataset", "multi", None, EVAL),
+    _f("task", "text", None, EVAL),
     _f("n_shot", "int", 5, EVAL),
     _f("lang", "choice", "en", EVAL, choices=("en", "zh")),
-    _f("eval_cutoff_len", "int", 1024, EVAL, key="cutoff_len"),
-    _f("eval_max_samples", "int", 100000, EVAL, key="max_samples"),
+    _f("eval_cutoff_len", "int", 2048, EVAL, key="cutoff_len"),
+    _f("eval_max_samples", "int", None, EVAL, key="max_samples"),
     _f("batch_size", "int", 4, EVAL),
-    _f("eval_max_new_tokens", "int", 512, EVAL, key="max_new_tokens"),
+    _f("eval_max_new_tokens", "int", 1024, EVAL, key="max_new_tokens"),
     _f("eval_top_p", "float", 0.7, EVAL, key="top_p"),
     _f("eval_temperature", "float", 0.95, EVAL, key="temperature"),
-    _f("save_dir", "text", "", EVAL),
+    _f("save_dir", "text", None, EVAL),
     # export tab
-    _f("export_dir", "text", "", EXPORT),
-    _f("export_size", "float", 5.0, EXPORT),
+    _f("export_dir", "text", None, EXPORT),
+    _f("export_size", "float", 5, EXPORT),
     _f("export_dtype", "choice", "auto", EXPORT, choices=EXPORT_DTYPES),
     _f("export_device", "choice", "cpu", EXPORT, choices=("cpu", "auto")),
     _f("export_legacy_format", "bool", False, EXPORT),
     Field("export_quantization_bit", ("export_quantization_bit",), "choice", "none", EXPORT, QUANTIZATION_BITS,
           convert=_export_quantization, load=lambda c: _load_quantization({"quantization_bit": c.get("export_quantization_bit")})),
-    _f("export_hub_model_id", "text", "", EXPORT),
+    _f("export_hub_model_id", "text", None, EXPORT),
     # chat tab: how the model loads, and the generation defaults of its answers
     _f("infer_backend", "choice", "huggingface", CHAT, choices=("huggingface", "vllm")),
     _f("infer_dtype", "choice", "auto", CHAT, choices=INFER_DTYPES),
-    _f("default_system", "text", "", CHAT),
-    _f("max_new_tokens", "int", 512, CHAT),
+    _f("default_system", "text", None, CHAT),
+    _f("max_new_tokens", "int", 1024, CHAT),
     _f("top_p", "float", 0.7, CHAT),
     _f("temperature", "float", 0.95, CHAT),
 )
@@ -255,18 +289,56 @@ def defaults() -> dict[str, Any]:
     return {f.name: f.default for f in FIELDS}
 
 
+@functools.lru_cache(maxsize=1)
+def config_defaults() -> dict[str, Any]:
+    """Each config key's own default (what a run gets when the YAML leaves the key out)."""
+    from tunelab.config.groups import all_fields
+
+    return {key: declarations[0].default for key, declarations in all_fields().items()}
+
+
+def is_config_default(key: str, value: Any) -> bool:
+    """True when writing `key: value` would change nothing (the key is left out instead)."""
+    defaults_ = config_defaults()
+    if key not in defaults_:
+        return False
+    default = defaults_[key]
+    default = getattr(default, "value", default)  # enum defaults (lr_scheduler_type) compare by value
+    if isinstance(default, bool) or isinstance(value, bool):  # True == 1, but `use_dora: true` is no number
+        return value is default
+    return value == default
+
+
 def field_to_config(field: Field, value: Any, values: Values) -> dict[str, Any]:
-    """The config keys one field writes for `value` (nothing when it does not apply or is empty)."""
+    """The config keys one field writes for `value`: nothing when it does not apply, is empty or holds
+    the config's default (so opening a group or leaving a box as it came writes no key)."""
     if field.when is not None and not field.when(values):
         return {}
     if field.convert is not None:
-        return field.convert(value, values)
-    typed = field_value(field, value)
-    return {} if typed is None else {field.keys[0]: typed}
+        written = field.convert(value, values)
+    else:
+        typed = field_value(field, value)
+        written = {} if typed is None else {field.keys[0]: typed}
+    return {key: v for key, v in written.items() if not is_config_default(key, v)}
+
+
+def field_problems(values: Values, job: str | None = None) -> list[FieldError]:
+    """Every box (of `job`'s fields; None: all) whose text its field cannot take, so one press names all."""
+    problems: list[FieldError] = []
+    for field in FIELDS if job is None else fields_of(job):
+        if field.kind in ("int", "float"):
+            try:
+                field_value(field, values.get(field.name))
+            except FieldError as error:
+                problems.append(error)
+    return problems
 
 
 def config_to_fields(job: str, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Inverse of the generation: (field values, keys no field of this job holds) for "Load config"."""
+    """Inverse of the generation: (field values, keys no field of this job holds) for "Load config".
+
+    Every field of the job gets a value: a key the file leaves out loads as the field's default, so the
+    board then shows (and would run) exactly the loaded config, not a mix with what it showed before."""
     values: dict[str, Any] = {}
     used: set[str] = set(FIXED_KEYS[job])
     for field in fields_of(job):
@@ -275,11 +347,11 @@ def config_to_fields(job: str, config: Mapping[str, Any]) -> tuple[dict[str, Any
             used.update(k for k in field.keys if k in config and k != "model_name_or_path")
             continue
         key = field.keys[0]
+        value = config.get(key, field.default)
         if key in config:
-            value = config[key]
-            if field.kind == "multi" and isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            values[field.name] = value
             used.add(key)
+        if field.kind == "multi" and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        values[field.name] = value
     extra = {k: v for k, v in config.items() if k not in used}
     return values, extra

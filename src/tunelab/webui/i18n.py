@@ -1,7 +1,8 @@
 """The board's words in English and Chinese, one table keyed by component name.
 
-A component's label comes only from here, so switching the language is one pass over this table
-(`labels(lang)`), and a test checks every field of `fields.FIELDS` has both languages.
+A component's label and every message the board writes come only from here, so switching the language
+is one pass over this table; tests walk every component of a built board and every `text(...)` call in
+the code against it, in both languages.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "learning_rate": ("Learning rate", "学习率"),
     "num_train_epochs": ("Epochs", "训练轮数"),
     "max_steps": ("Max steps (-1: by epochs)", "最大步数（-1：按轮数）"),
-    "max_samples": ("Max samples per data set", "最大样本数"),
+    "max_samples": ("Max samples per data set (empty: all)", "最大样本数（留空：全部）"),
     "compute_type": ("Compute type", "计算类型"),
     "cutoff_len": ("Cutoff length", "截断长度"),
     "per_device_train_batch_size": ("Batch size", "批处理大小"),
@@ -50,7 +51,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "lora_dropout": ("LoRA dropout", "LoRA 随机丢弃"),
     "lora_target": ("LoRA modules (all: every linear layer)", "LoRA 作用模块"),
     "additional_target": ("Additional modules (trained fully)", "附加模块"),
-    "loraplus_lr_ratio": ("LoRA+ LR ratio", "LoRA+ 学习率比例"),
+    "loraplus_lr_ratio": ("LoRA+ LR ratio (empty: off)", "LoRA+ 学习率比例（留空：不使用）"),
     "use_rslora": ("rsLoRA", "使用 rsLoRA"),
     "use_dora": ("DoRA", "使用 DoRA"),
     "pissa_init": ("PiSSA init", "PiSSA 初始化"),
@@ -74,6 +75,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "start": ("Start", "开始"),
     "abort": ("Abort", "中断"),
     "run": ("Run (reattach)", "运行记录"),
+    "resume_checkpoint": ("Checkpoint of this run", "该运行的检查点"),
+    "resume": ("Resume from this checkpoint", "从此检查点继续训练"),
     "refresh_runs": ("Refresh runs", "刷新"),
     "yaml_box": ("Config YAML", "配置 YAML"),
     "command_box": ("Command", "命令"),
@@ -86,13 +89,14 @@ TEXTS: dict[str, tuple[str, str]] = {
     "n_shot": ("Few-shot examples", "少样本数量"),
     "lang": ("Benchmark language", "评测语言"),
     "eval_cutoff_len": ("Cutoff length", "截断长度"),
-    "eval_max_samples": ("Max samples", "最大样本数"),
+    "eval_max_samples": ("Max samples (empty: all)", "最大样本数（留空：全部）"),
     "batch_size": ("Batch size", "批处理大小"),
     "eval_max_new_tokens": ("Max new tokens", "最大生成长度"),
     "eval_top_p": ("Top-p", "Top-p 采样值"),
     "eval_temperature": ("Temperature", "温度系数"),
     "save_dir": ("Results dir (empty: a new folder)", "结果目录（留空：新建）"),
     "results_box": ("Results", "结果"),
+    "job_log": ("Log", "日志"),
     # chat tab
     "image": ("Image (for models that read pictures)", "图片（用于能读图的模型）"),
     "infer_backend": ("Inference engine", "推理引擎"),
@@ -132,6 +136,35 @@ TEXTS: dict[str, tuple[str, str]] = {
     "model_loaded": ("Model loaded", "模型已加载"),
     "model_unloaded": ("Model unloaded", "模型已卸载"),
     "no_model": ("Load a model first.", "请先加载模型。"),
+    "resumed": ("Resumed", "已继续训练"),
+    "still_alive": ("still alive", "仍在运行的进程"),
+    "kind_train": ("train", "训练"),
+    "kind_eval": ("eval", "评估"),
+    "kind_export": ("export", "导出"),
+    "exit_code": ("exit code", "退出码"),
+    "error_line": ("error", "错误"),
+    "tokens_per_second": ("tokens/s", "词元/秒"),
+    "loss_word": ("loss", "损失"),
+    "rows_word": ("rows", "行"),
+    "hub_dataset": ("hub data set", "Hub 数据集"),
+    "not_a_number": ("is not a number: write one (e.g. 5e-05 or 8), or leave the box empty for the default.",
+                     "不是数字：请填写数字（如 5e-05 或 8），或留空使用默认值。"),
+    "not_a_whole_number": ("is not a whole number: write one (e.g. 8), or leave the box empty for the default.",
+                           "不是整数：请填写整数（如 8），或留空使用默认值。"),
+    "busy_board_run": ("output_dir {folder}: a run started from this board is still running there (pid {pid}, "
+                       "since {since}). Wait for it to end, abort it, or pick another output_dir.",
+                       "output_dir {folder}：该目录中由本面板启动的运行仍在进行（pid {pid}，开始于 {since}）。"
+                       "请等待其结束、中断它，或换一个 output_dir。"),
+    "busy_locked_run": ("output_dir {folder}: `tunelab train` is running there (pid {pid} on {host}). Wait for it "
+                        "to end, stop it, or pick another output_dir.",
+                        "output_dir {folder}：`tunelab train` 正在该目录中运行（{host} 上的 pid {pid}）。"
+                        "请等待其结束、停止它，或换一个 output_dir。"),
+    "resume_needs_run": ("Pick an ended training run in the run list first.", "请先在运行记录中选择一个已结束的训练。"),
+    "resume_needs_checkpoint": ("Pick one of this run's checkpoints to resume from.", "请选择该运行的一个检查点。"),
+    "no_weights": ("{folder} holds no trained weights (no adapter_config.json or config.json): the run ended before "
+                   "saving them. Pick one of its checkpoints instead{checkpoints}, or train it to the end.",
+                   "{folder} 中没有训练好的权重（没有 adapter_config.json 或 config.json）：该运行在保存前就结束了。"
+                   "请改选它的检查点{checkpoints}，或将其训练完成。"),
 }
 
 

@@ -6,6 +6,8 @@ all of its lines. Reading files keeps the view correct after a page reload or a 
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,23 +48,55 @@ def progress_of(rows: list[dict[str, Any]], status: str) -> Progress | None:
                     tokens_per_second=last.get("tokens_per_second"), epoch=last.get("epoch"))
 
 
-def progress_markdown(info: RunInfo | None, rows: list[dict[str, Any]], texts: dict[str, str]) -> str:
-    """One block of markdown: run name and status, then step/total, percent, elapsed/ETA, speed, loss."""
+# How a job's log says why it ended: tunelab's own one-line refusal first, else the exception line of a
+# traceback, else the last line written.
+ERROR_LINE = re.compile(r"^(tunelab [\w-]+: error: .*|(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt)\b.*)$")
+
+
+def error_line(log: str) -> str | None:
+    """The line of a job's log that says why it failed (None for an empty log)."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    matches = [line for line in lines if ERROR_LINE.match(line)]
+    chosen = matches[-1] if matches else (lines[-1] if lines else None)
+    return chosen[:500] if chosen else None
+
+
+def status_head(info: RunInfo, texts: dict[str, str]) -> str:
+    """Run name, kind and status, in the page's language."""
+    head = f"**{info.name}** · `{texts.get('kind_' + info.kind, info.kind)}` · **{texts['status_' + info.status]}**"
+    if info.exit_code not in (None, 0):
+        head += f" ({texts['exit_code']} {info.exit_code})"
+    return head
+
+
+def progress_markdown(info: RunInfo | None, rows: list[dict[str, Any]], texts: dict[str, str], log: str = "") -> str:
+    """One block of markdown: run name and status (with its error line when it failed), then step/total,
+    percent, elapsed/ETA, speed, loss."""
     if info is None:
         return texts["no_run"]
-    head = f"**{info.name}** · `{info.kind}` · **{texts.get('status_' + info.status, info.status)}**"
-    if info.exit_code not in (None, 0):
-        head += f" (exit code {info.exit_code})"
+    head = status_head(info, texts)
+    if info.status in ("failed", "lost") and (why := error_line(log)):
+        head += f"\n\n{texts['error_line']}: `{why}`"
     progress = progress_of(rows, info.status)
     if progress is None:
         return head
     parts = [f"{texts['step']} {progress.step}/{progress.total} ({progress.percent:.1f}%)",
              f"{hms(progress.elapsed)} < {hms(progress.remaining)}"]
     if progress.tokens_per_second:
-        parts.append(f"{progress.tokens_per_second:,.0f} tokens/s")
+        parts.append(f"{progress.tokens_per_second:,.0f} {texts['tokens_per_second']}")
     if progress.loss is not None:
-        parts.append(f"loss {progress.loss:.4f}")
+        parts.append(f"{texts['loss_word']} {progress.loss:.4f}")
     return head + "\n\n" + " · ".join(parts)
+
+
+def run_label(info: RunInfo, rows: list[dict[str, Any]], texts: dict[str, str]) -> str:
+    """A run picker entry: folder name · status · step n/N · start time."""
+    parts = [info.name, texts["status_" + info.status]]
+    progress = progress_of(rows, info.status)
+    if progress is not None:
+        parts.append(f"{texts['step']} {progress.step}/{progress.total}")
+    parts.append(time.strftime("%Y-%m-%d %H:%M", time.localtime(info.start_time)))
+    return " · ".join(parts)
 
 
 def loss_points(rows: list[dict[str, Any]]) -> Any:

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -28,7 +29,8 @@ RUN_FILE = "tunelab_run.json"
 LOG_FILE = "tunelab_run.log"
 TRAINER_LOG = "trainer_log.jsonl"
 
-# Popen objects of jobs this process started: polled so finished jobs do not linger as zombies.
+# Popen objects of jobs this process started and not yet reaped. Each has a thread waiting on it, so a
+# finished job is reaped at once (never left a zombie under the board), whether or not a page is open.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
@@ -75,6 +77,11 @@ def _reap(pid: int) -> None:
         _CHILDREN.pop(pid, None)
 
 
+def _wait_and_forget(process: subprocess.Popen[bytes]) -> None:
+    process.wait()
+    _CHILDREN.pop(process.pid, None)
+
+
 def is_alive(pid: int, proc_start: str | None = None) -> bool:
     """True while the process runs (a zombie or a pid reused by another process counts as ended)."""
     _reap(pid)
@@ -110,6 +117,11 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def job_yaml_name(kind: str) -> str:
+    """The file a job's YAML is written to in its run folder (Preview names it before it exists)."""
+    return f"tunelab_webui_{kind}.yaml"
+
+
 def job_argv(kind: str, yaml_path: Path) -> list[str]:
     """The job's own command: this Python, so the job runs the same tunelab as the board."""
     return [sys.executable, "-m", "tunelab.cli.main", kind, str(yaml_path)]
@@ -122,12 +134,13 @@ def launch(kind: str, config: Mapping[str, Any], run_dir: str | Path, *, env: Ma
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in (EXIT_FILE, RUN_FILE):
         (run_dir / stale).unlink(missing_ok=True)
-    yaml_path = write_yaml(config, run_dir / f"tunelab_webui_{kind}.yaml")
+    yaml_path = write_yaml(config, run_dir / job_yaml_name(kind))
     argv = [sys.executable, "-m", "tunelab.webui.child", str(run_dir), "--", *job_argv(kind, yaml_path)]
     with open(run_dir / LOG_FILE, "ab") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, env={**os.environ, **(env or {})})
     _CHILDREN[process.pid] = process
+    threading.Thread(target=_wait_and_forget, args=(process,), name=f"reap-{process.pid}", daemon=True).start()
     info = RunInfo(run_dir=str(run_dir), kind=kind, pid=process.pid, pgid=process.pid, start_time=time.time(),
                    command=command_line(kind, yaml_path), yaml=str(yaml_path), proc_start=_start_tick(process.pid),
                    extra=dict(extra or {}))

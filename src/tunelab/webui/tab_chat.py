@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tunelab.errors import UserError
-from tunelab.webui.components import Board
+from tunelab.webui.components import Board, boxes_problem, problem_text
 from tunelab.webui.i18n import text
 
 
@@ -25,15 +25,21 @@ class ChatHolder:
         self.description = ""
         self.lock = threading.Lock()
 
-    def load(self, values: dict[str, Any]) -> str:
+    def load(self, values: dict[str, Any], lang: str = "en") -> str:
+        """Load the model the settings describe, after the same check `tunelab chat` runs (UserError:
+        nothing was loaded, and the model loaded before stays)."""
         import tempfile
         from pathlib import Path
 
         from tunelab.config.parser import parse_config
         from tunelab.infer.loader import load_chat_model
-        from tunelab.webui.yaml_config import build_config, write_yaml
+        from tunelab.webui.yaml_config import build_config, check_config, write_yaml
 
+        weightless = weightless_run(values.get("checkpoint_path"), lang)
+        if weightless:
+            raise UserError(weightless)
         config = build_config("chat", values)
+        check_config("chat", config)
         with self.lock, tempfile.TemporaryDirectory(prefix="tunelab_webui_chat_") as scratch:
             path = write_yaml(config, Path(scratch) / "chat.yaml")
             self.unload()
@@ -54,6 +60,24 @@ class ChatHolder:
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
+
+
+def weightless_run(picked: Any, lang: str) -> str | None:
+    """Why a picked run folder cannot be chatted with (it holds no weights: aborted before saving), with
+    the checkpoints to pick instead; None when it has weights or nothing is picked."""
+    from pathlib import Path
+
+    from tunelab.webui.catalog import has_weights
+    from tunelab.webui.jobs import run_checkpoints
+
+    if not picked:
+        return None
+    folder = Path(picked[-1] if isinstance(picked, list) else picked)
+    if not folder.is_dir() or has_weights(folder):
+        return None  # a hub id or a missing path: the config check names it
+    saved = [p.name for p in run_checkpoints(folder) if has_weights(p)]
+    listed = f" ({', '.join(saved)})" if saved else ""
+    return text("no_weights", lang).format(folder=folder, checkpoints=listed)
 
 
 def build_chat_tab(board: Board, lang: str, holder: ChatHolder) -> Callable[[], None]:
@@ -83,10 +107,12 @@ def build_chat_tab(board: Board, lang: str, holder: ChatHolder) -> Callable[[], 
 
     def load_model(*args: Any) -> str:
         values, lang_now = board.values(args[:-1]), args[-1]
+        if bad_boxes := boxes_problem(values, "chat", lang_now):
+            return bad_boxes
         try:
-            description = holder.load(values)
+            description = holder.load(values, lang_now)
         except UserError as error:
-            return f"⚠️ {error.message}"
+            return problem_text(error, lang_now)
         except Exception as error:  # noqa: BLE001 - a page shows the reason instead of spinning forever
             return f"⚠️ {type(error).__name__}: {error}"
         return f"{text('model_loaded', lang_now)}: {description}"
@@ -96,9 +122,9 @@ def build_chat_tab(board: Board, lang: str, holder: ChatHolder) -> Callable[[], 
         return text("model_unloaded", lang_now)
 
     def chat(query_text: str, kept: list[dict[str, Any]], system_text: str, new_tokens: float, p: float,
-             t: float, picture: str | None) -> Iterator[Any]:
+             t: float, picture: str | None, lang_now: str) -> Iterator[Any]:
         if holder.model is None:
-            yield kept, kept, query_text, picture, gr.update(value=f"⚠️ {text('no_model', 'en')}")
+            yield kept, kept, query_text, picture, gr.update(value=f"⚠️ {text('no_model', lang_now)}")
             return
         from tunelab.serve.webchat import respond_with_image
 
@@ -109,7 +135,7 @@ def build_chat_tab(board: Board, lang: str, holder: ChatHolder) -> Callable[[], 
     def wire() -> None:
         load.click(load_model, [*board.inputs, board.lang], info)
         unload.click(unload_model, board.lang, info)
-        inputs = [query, history, system, max_new_tokens, top_p, temperature, image]
+        inputs = [query, history, system, max_new_tokens, top_p, temperature, image, board.lang]
         outputs = [chatbot, history, query, image, info]
         query.submit(chat, inputs, outputs)
         send.click(chat, inputs, outputs)

@@ -1,7 +1,9 @@
 """The Evaluate & Predict and Export tabs: the same panel around `tunelab eval` / `tunelab export`.
 
 Both are jobs like training (a separate process, state in files), so a long evaluation or a merge
-of a large model never blocks the page, and Abort stops it.
+of a large model never blocks the page, and Abort stops it. What Start or Abort said, the job's
+progress and the previewed YAML / command each have their own box, so the timer that refreshes the
+progress never wipes a preview or a refusal.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from tunelab.errors import UserError
 from tunelab.webui import jobs, runs
-from tunelab.webui.components import Board
+from tunelab.webui.components import Board, boxes_problem, problem_text
 from tunelab.webui.i18n import text, texts
 from tunelab.webui.progress import progress_markdown
 from tunelab.webui.yaml_config import command_line, to_yaml
@@ -64,47 +66,68 @@ def build_job_tab(board: Board, lang: str, kind: str) -> Callable[[], None]:
         preview = board.button("preview", lang, elem_id=f"{kind}_preview")
         start = board.button("start" if kind == "eval" else "export", lang, elem_id=f"{kind}_start", variant="primary")
         abort = board.button("abort", lang, elem_id=f"{kind}_abort", variant="stop")
-    status = gr.Markdown(elem_id=f"{kind}_status")
+    status = gr.Markdown(elem_id=f"{kind}_status")  # what Start / Abort said; the timer never writes it
+    progress = gr.Markdown(elem_id=f"{kind}_progress")  # the job's state, refreshed by the timer
     job = gr.State(None)
+    signature = gr.State(None)  # what the timer last showed: an unchanged job sends nothing
+    plan = gr.State(None)  # what Preview showed: Start runs exactly this while the settings are unchanged
     with gr.Row():
-        yaml_box = gr.Code(language="yaml", label="YAML", elem_id=f"{kind}_yaml", interactive=False)
-        log = gr.Textbox(label="log", lines=10, max_lines=10, elem_id=f"{kind}_log", interactive=False,
-                         autoscroll=True)
+        with gr.Column(scale=1):
+            yaml_box = board.label(f"{kind}_yaml", gr.Code(language="yaml", label=text("yaml_box", lang),
+                                                           elem_id=f"{kind}_yaml", interactive=False),
+                                   text_name="yaml_box")
+            command = board.label(f"{kind}_command", gr.Textbox(label=text("command_box", lang),
+                                                                elem_id=f"{kind}_command", interactive=False),
+                                  text_name="command_box")
+        log = board.label(f"{kind}_log", gr.Textbox(label=text("job_log", lang), lines=10, max_lines=10,
+                                                    elem_id=f"{kind}_log", interactive=False, autoscroll=True),
+                          text_name="job_log")
     results = board.label(f"{kind}_results", gr.Textbox(label=text("results_box", lang), lines=6,
                                                         elem_id=f"{kind}_results", interactive=False),
                           text_name="results_box")
     root = board.saves_root
 
-    def show_preview(*args: Any) -> tuple[str, str]:
-        try:
-            config, run_dir = jobs.job_config(kind, board.values(args), None, root)
-        except (UserError, ValueError) as error:
-            return "", f"⚠️ {getattr(error, 'message', error)}"
-        return to_yaml(config), f"`{command_line(kind, run_dir / f'tunelab_webui_{kind}.yaml')}`"
-
-    def start_job(*args: Any) -> tuple[str, Any]:
+    def show_preview(*args: Any) -> tuple[Any, ...]:
         values, lang_now = board.values(args[:-1]), args[-1]
+        if bad_boxes := boxes_problem(values, kind, lang_now):
+            return "", "", bad_boxes, None
         try:
-            info = jobs.start_job(kind, values, None, root)
-        except (UserError, ValueError) as error:
-            return f"⚠️ {getattr(error, 'message', error)}", gr.skip()
-        return f"{text('started', lang_now)}: `{info.command}`", info.run_dir
+            planned = jobs.plan_job(kind, values, None, root)
+        except UserError as error:
+            return "", "", problem_text(error, lang_now), None
+        yaml_path = Path(planned["run_dir"]).resolve() / runs.job_yaml_name(kind)  # as Start names it
+        return to_yaml(planned["config"]), command_line(kind, yaml_path), "", planned
 
-    def tick(run_dir: str | None, lang_now: str) -> tuple[Any, ...]:
+    def start_job(*args: Any) -> tuple[Any, ...]:
+        values, lang_now, planned = board.values(args[:-2]), args[-2], args[-1]
+        if bad_boxes := boxes_problem(values, kind, lang_now):
+            return bad_boxes, gr.skip(), gr.skip()
+        try:
+            info = jobs.start_job(kind, values, None, root, planned=planned, lang=lang_now)
+        except UserError as error:
+            return problem_text(error, lang_now), gr.skip(), gr.skip()
+        return f"{text('started', lang_now)}: `{info.command}`", info.run_dir, None
+
+    def tick(run_dir: str | None, lang_now: str, last: Any) -> tuple[Any, ...]:
         if not run_dir:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), last
         info = runs.read_run(run_dir)
-        return (progress_markdown(info, [], texts(lang_now)), runs.tail(Path(run_dir) / runs.LOG_FILE),
-                job_results(info) if info and info.status != "running" else "")
+        log_text = runs.tail(Path(run_dir) / runs.LOG_FILE)
+        sig = (run_dir, info.status if info else None, len(log_text), log_text[-200:], lang_now)
+        if sig == last:
+            return gr.skip(), gr.skip(), gr.skip(), last
+        done = job_results(info) if info and info.status != "running" else ""
+        return progress_markdown(info, [], texts(lang_now), log_text), log_text, done, sig
 
     def latest() -> str | None:
         return jobs.pick_run(root, kind)
 
     def wire() -> None:
-        preview.click(show_preview, board.inputs, [yaml_box, status])
-        start.click(start_job, [*board.inputs, board.lang], [status, job])
+        preview.click(show_preview, [*board.inputs, board.lang], [yaml_box, command, status, plan])
+        start.click(start_job, [*board.inputs, board.lang, plan], [status, job, plan])
         abort.click(jobs.abort_job, [job, board.lang], status)
-        gr.Timer(2.0).tick(tick, [job, board.lang], [status, log, results], show_progress="hidden")
+        gr.Timer(2.0).tick(tick, [job, board.lang, signature], [progress, log, results, signature],
+                           show_progress="hidden")
         board.on_load.append((latest, [], [job]))
 
     return wire

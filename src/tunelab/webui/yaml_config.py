@@ -74,16 +74,32 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return read_config_file(Path(path))
 
 
-def check_config(job: str, config: Mapping[str, Any], scratch_dir: Path) -> None:
-    """Run the same checks as `tunelab check` before launching, so mistakes show on the page instead of
-    in a job that dies at once. Raises one UserError listing every problem."""
-    from tunelab.config.parser import parse_config
+BOARD_SOURCE = "board settings"  # how a refusal names the config the board built (never its scratch file)
 
-    path = write_yaml(config, scratch_dir / f".tunelab_webui_check_{job}.yaml")
-    try:
-        from tunelab.cli.cmd_check import find_all_problems
-        from tunelab.errors import raise_problems
 
-        raise_problems(find_all_problems(parse_config([str(path)])))
-    finally:
-        path.unlink(missing_ok=True)
+def check_config(job: str, config: Mapping[str, Any]) -> None:
+    """Run exactly what `tunelab check` runs (for a train job: what `tunelab train` refuses before it
+    loads anything), before any board button starts something: Start (train, eval), Export, Load model.
+    Raises one UserError listing every problem; the messages name the board's settings, not the scratch
+    file the parser read them from."""
+    import tempfile
+
+    from tunelab.cli.cmd_check import find_all_problems
+    from tunelab.config.parser import read_config
+    from tunelab.errors import ProblemList
+
+    with tempfile.TemporaryDirectory(prefix="tunelab_webui_check_") as scratch:
+        path = write_yaml(config, Path(scratch) / f"{job}.yaml")
+        try:
+            parsed, problems = read_config([str(path)])
+            problems = problems + find_all_problems(parsed, for_training=job == "train")
+        except UserError as error:
+            problems = list(getattr(error, "problems", None) or [error.message])
+        names = sorted({str(path), str(path.resolve())}, key=len, reverse=True)
+    if problems:
+        cleaned = []
+        for problem in dict.fromkeys(problems):
+            for name in names:
+                problem = problem.replace(f"{name}: ", "").replace(name, BOARD_SOURCE)
+            cleaned.append(problem)
+        raise ProblemList(cleaned, BOARD_SOURCE)

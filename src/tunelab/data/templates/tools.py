@@ -84,11 +84,28 @@ def parse_calls(content: str) -> list[ToolCall]:
     return calls
 
 
+#: where the arguments go when a call is written only to find the text around them (`call_frame`)
+_ARGS_SLOT = "\x00arguments\x00"
+
+
 class ToolFormat:
     """Base of the tool formats; subclasses fill the four methods."""
 
     name = ""
     result_as_json = False  # tool results are written JSON-encoded (Llama 3.1: `message.content | tojson`)
+    # consecutive tool results the official template writes in ONE turn, joined by this text (None: a turn each)
+    results_joiner: str | None = None
+    # an assistant turn's text and its calls, as the official template writes both, joined by this text
+    # (None: the official template writes only the calls, and the text is not shown to the model)
+    content_joiner: str | None = None
+
+    def call_frame(self, name: str) -> tuple[str, str]:
+        """The text a call of `name` is written in, before and after its arguments' JSON object, so a
+        decoder can be constrained to write exactly one call in this format (tool_choice)."""
+        before, found, after = self.format_calls([ToolCall(name, _ARGS_SLOT)]).partition(_ARGS_SLOT)
+        if not found:
+            raise UserError(f"tool_format {self.name}: cannot constrain a call in this format")
+        return before, after
 
     def place(self, system: str, tools: list[dict[str, Any]]) -> ToolPlacement:
         raise NotImplementedError
@@ -127,6 +144,8 @@ class QwenTools(ToolFormat):
     """Qwen2.5 / Qwen3: `# Tools` block in the system turn, `<tool_call>` JSON, `<tool_response>` results."""
 
     name = "qwen"
+    results_joiner = "\n</tool_response>\n<tool_response>\n"  # one user turn holds them all
+    content_joiner = "\n"  # `message.content`, then each call on its own line
 
     def place(self, system: str, tools: list[dict[str, Any]]) -> ToolPlacement:
         text = (
@@ -227,6 +246,9 @@ class MistralTools(ToolFormat):
 
     def format_calls(self, calls: list[ToolCall]) -> str:
         return "[TOOL_CALLS] " + tojson([{"name": c.name, "arguments": c.arguments} for c in calls])
+
+    def call_frame(self, name: str) -> tuple[str, str]:
+        return f'[TOOL_CALLS] [{{"name": {tojson(name)}, "arguments": ', "}]"
 
     def extract(self, text: str) -> list[ToolCall] | None:
         text = text.strip()
