@@ -12,7 +12,17 @@ from tunelab.serve.webchat import WebchatSettings
 def test_api_defaults_bind_loopback() -> None:
     settings = ServerSettings.from_env({})
     assert (settings.host, settings.port, settings.api_key, settings.model_name) == ("127.0.0.1", 8000, None, None)
-    assert (settings.max_concurrent, settings.max_queue) == (1, 64)
+    # max_concurrent None: as many requests generate at once as the hf engine decodes together (API_MAX_BATCH)
+    assert (settings.max_concurrent, settings.max_batch, settings.max_queue) == (None, 16, 64)
+
+
+def test_slots_follow_the_batch_width_unless_set(make_chat_model) -> None:
+    from tunelab.serve.app import create_app
+
+    app = create_app(make_chat_model(), ServerSettings(max_batch=8))
+    assert app.state.limiter.max_concurrent == 8
+    app = create_app(make_chat_model(), ServerSettings(max_batch=8, max_concurrent=3))
+    assert app.state.limiter.max_concurrent == 3
 
 
 def test_api_env_values() -> None:
